@@ -1,0 +1,11 @@
+"""mmincnext: InceptionNeXt for the OpenMMLab ecosystem.
+
+Importing the package (``custom_imports=dict(imports=['mmincnext'])`` in a config) registers the backbone in
+mmengine's root registry and routes mmengine's local checkpoint loading through the safe reader.
+"""
+from . import checkpoint  # noqa: F401  (registers the safe local checkpoint loader)
+from .engine import *  # noqa: F401,F403
+from .models import *  # noqa: F401,F403
+from .version import __version__
+
+__all__ = ['__version__']

@@ -1,0 +1,246 @@
+"""InceptionNeXt backbone (Yu et al., "InceptionNeXt: When Inception Meets ConvNeXt", CVPR 2024).
+
+Module names follow the official release (and timm's ``inception_next_*``), so their checkpoints load as they are:
+``stem.0``, ``stages.i.downsample.1``, ``stages.i.blocks.j.token_mixer.dwconv_hw``, ``...mlp.fc1``, ``...gamma``.
+For dense prediction each returned stage output gets a new norm layer (``norm{i}``), as the authors did for their
+segmentation experiments.
+"""
+from typing import Dict, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ...checkpoint import load_pretrained
+
+
+class InceptionDWConv2d(nn.Module):
+    """Inception depthwise convolution: identity, square, 1xk and kx1 branches over a channel split.
+
+    The split order (identity first) is the released weights' order; the paper's pseudo-code lists identity last.
+    """
+
+    def __init__(self, channels: int, square_kernel_size: int = 3, band_kernel_size: int = 11,
+                 branch_ratio: float = 0.125):
+        super().__init__()
+        branch_channels = int(channels * branch_ratio)
+        self.dwconv_hw = nn.Conv2d(branch_channels, branch_channels, square_kernel_size,
+                                   padding=square_kernel_size // 2, groups=branch_channels)
+        self.dwconv_w = nn.Conv2d(branch_channels, branch_channels, (1, band_kernel_size),
+                                  padding=(0, band_kernel_size // 2), groups=branch_channels)
+        self.dwconv_h = nn.Conv2d(branch_channels, branch_channels, (band_kernel_size, 1),
+                                  padding=(band_kernel_size // 2, 0), groups=branch_channels)
+        self.split_sizes = (channels - 3 * branch_channels, ) + (branch_channels, ) * 3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_id, x_hw, x_w, x_h = torch.split(x, self.split_sizes, dim=1)
+        return torch.cat((x_id, self.dwconv_hw(x_hw), self.dwconv_w(x_w), self.dwconv_h(x_h)), dim=1)
+
+
+class ConvMlp(nn.Module):
+    """1x1-conv MLP: fc1, GELU, fc2."""
+
+    def __init__(self, channels: int, hidden_channels: int):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, hidden_channels, 1)
+        self.act = nn.GELU()
+        self.fc2 = nn.Conv2d(hidden_channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class MetaNeXtBlock(nn.Module):
+    """``x + drop_path(gamma * mlp(norm(token_mixer(x))))``: one residual, no norm before the mixer."""
+
+    def __init__(self, channels: int, mlp_ratio: float, band_kernel_size: int, branch_ratio: float,
+                 norm_cfg: dict, layer_scale_init_value: float, drop_path: float, with_cp: bool):
+        super().__init__()
+        self.token_mixer = InceptionDWConv2d(channels, band_kernel_size=band_kernel_size, branch_ratio=branch_ratio)
+        self.norm = build_norm_layer(norm_cfg, channels)[1]
+        self.mlp = ConvMlp(channels, int(mlp_ratio * channels))
+        self.gamma = nn.Parameter(torch.full((channels, ), float(layer_scale_init_value))) \
+            if layer_scale_init_value > 0 else None
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.with_cp = with_cp
+
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.mlp(self.norm(self.token_mixer(x)))
+        if self.gamma is not None:
+            y = y * self.gamma.view(1, -1, 1, 1)
+        return self.drop_path(y)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and x.requires_grad:
+            return x + cp.checkpoint(self._residual, x, use_reentrant=False)
+        return x + self._residual(x)
+
+
+class MetaNeXtStage(nn.Module):
+    """A downsample (BN + 2x2 stride-2 conv; none in the first stage) followed by the blocks."""
+
+    def __init__(self, in_channels: int, channels: int, depth: int, downsample: bool, drop_paths: Sequence[float],
+                 norm_cfg: dict, **block_kwargs):
+        super().__init__()
+        self.downsample = nn.Sequential(
+            build_norm_layer(norm_cfg, in_channels)[1],
+            nn.Conv2d(in_channels, channels, kernel_size=2, stride=2),
+        ) if downsample else nn.Identity()
+        self.blocks = nn.Sequential(*[
+            MetaNeXtBlock(channels, drop_path=drop_paths[i], norm_cfg=norm_cfg, **block_kwargs) for i in range(depth)
+        ])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.downsample(x))
+
+
+@MODELS.register_module()
+class InceptionNeXt(BaseModule):
+    """InceptionNeXt backbone returning multi-scale features (strides 4, 8, 16, 32; channels = ``dims``).
+
+    Registered in mmengine's root ``MODELS``, so ``type='InceptionNeXt'`` builds under any downstream scope
+    (mmseg, mmdet, mmpretrain).
+
+    Args:
+        arch (str | dict): One of ``arch_settings`` ('atto', 'tiny', 'small', 'base') or a dict with the keys
+            ``depths``, ``dims``, ``mlp_ratios``, ``band_kernel_size`` and ``branch_ratio``.
+        in_channels (int): Input image channels. Defaults to 3.
+        out_indices (Sequence[int] | int): Stages whose (normalised) outputs are returned. Defaults to all four.
+        drop_path_rate (float): Stochastic depth, rising linearly over all blocks from 0 to this. Defaults to 0.
+        layer_scale_init_value (float): Initial layer scale; 0 disables it. Defaults to 1e-6.
+        norm_cfg (dict): Norm layers, the output norms included. Defaults to BN; dense configs use SyncBN.
+        out_norms (bool): Put a new norm layer (``norm{i}``) on each returned stage output, the authors' recipe for
+            dense prediction. False returns the raw stage outputs, as the classification model uses them.
+            Defaults to True.
+        frozen_stages (int): -1 freezes nothing, 0 the stem, k > 0 the stem and the first k stages.
+        norm_eval (bool): Keep every BN layer in eval mode during training. Defaults to False.
+        with_cp (bool): Activation checkpointing in every block (less memory, slower). Defaults to False.
+        init_cfg (dict | list[dict], optional): ``dict(type='Pretrained', checkpoint=PATH[, prefix='backbone.'])``
+            loads an official ``.pth``, a timm ``.safetensors`` or an mmengine checkpoint; a missing backbone key
+            or a shape mismatch raises (see :func:`mmincnext.checkpoint.load_pretrained`). Defaults to
+            truncated-normal (std 0.02) conv weights with zero bias.
+    """
+
+    arch_settings: Dict[str, dict] = {
+        'atto': dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320), mlp_ratios=(4, 4, 4, 3),
+                     band_kernel_size=9, branch_ratio=1 / 4),
+        'tiny': dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), mlp_ratios=(4, 4, 4, 3),
+                     band_kernel_size=11, branch_ratio=1 / 8),
+        'small': dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768), mlp_ratios=(4, 4, 4, 3),
+                      band_kernel_size=11, branch_ratio=1 / 8),
+        'base': dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024), mlp_ratios=(4, 4, 4, 3),
+                     band_kernel_size=11, branch_ratio=1 / 8),
+    }
+    num_stages = 4
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
+                 drop_path_rate: float = 0.,
+                 layer_scale_init_value: float = 1e-6,
+                 norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 out_norms: bool = True,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 init_cfg=dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=.02, bias=0.)):
+        super().__init__(init_cfg=init_cfg)
+        self.arch = self._parse_arch(arch)
+        depths, dims = self.arch['depths'], self.arch['dims']
+        self.dims = tuple(dims)
+
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        if not isinstance(out_indices, Sequence) or not out_indices:
+            raise TypeError(f'out_indices must be an int or a non-empty sequence of ints, got {out_indices!r}')
+        bad = [i for i in out_indices if not -self.num_stages <= i < self.num_stages]
+        if bad:
+            raise ValueError(f'out_indices {list(out_indices)} has stage indices out of range {bad}: '
+                             f'valid are 0..{self.num_stages - 1} (or negative from the end)')
+        self.out_indices = sorted(i % self.num_stages for i in out_indices)
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages={frozen_stages} is out of range: -1 (nothing), 0 (the stem) '
+                             f'up to {self.num_stages} (the stem and all stages)')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, dims[0], kernel_size=4, stride=4),
+            build_norm_layer(norm_cfg, dims[0])[1],
+        )
+        drop_paths = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        stages, prev = [], dims[0]
+        for i in range(self.num_stages):
+            first = sum(depths[:i])
+            stages.append(MetaNeXtStage(
+                prev, dims[i], depths[i], downsample=i > 0, drop_paths=drop_paths[first:first + depths[i]],
+                norm_cfg=norm_cfg, mlp_ratio=self.arch['mlp_ratios'][i],
+                band_kernel_size=self.arch['band_kernel_size'], branch_ratio=self.arch['branch_ratio'],
+                layer_scale_init_value=layer_scale_init_value, with_cp=with_cp))
+            prev = dims[i]
+        self.stages = nn.Sequential(*stages)
+        self.out_norms = out_norms
+        for i in self.out_indices:
+            self.add_module(f'norm{i}', build_norm_layer(norm_cfg, dims[i])[1] if out_norms else nn.Identity())
+        self._freeze_stages()
+
+    @classmethod
+    def _parse_arch(cls, arch: Union[str, dict]) -> dict:
+        if isinstance(arch, str):
+            if arch not in cls.arch_settings:
+                raise ValueError(f'Unknown InceptionNeXt arch {arch!r}; valid archs are '
+                                 f'{sorted(cls.arch_settings)} or a dict with the keys '
+                                 "'depths', 'dims', 'mlp_ratios', 'band_kernel_size', 'branch_ratio'")
+            return dict(cls.arch_settings[arch])
+        if not isinstance(arch, dict):
+            raise TypeError(f'arch must be a str or a dict, got {type(arch).__name__}')
+        missing = {'depths', 'dims'} - set(arch)
+        if missing:
+            raise ValueError(f'A custom InceptionNeXt arch needs the keys {sorted(missing)}; got {sorted(arch)}')
+        parsed = dict(mlp_ratios=(4, 4, 4, 3), band_kernel_size=11, branch_ratio=1 / 8)
+        parsed.update(arch)
+        for key in ('depths', 'dims', 'mlp_ratios'):
+            if len(parsed[key]) != cls.num_stages:
+                raise ValueError(f'arch[{key!r}] must have {cls.num_stages} entries, got {parsed[key]!r}')
+        return parsed
+
+    def init_weights(self):
+        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
+            # Every backbone weight comes from the checkpoint (a missing one raises); the new output norms keep
+            # their identity initialisation.
+            cfg = {k: v for k, v in self.init_cfg.items() if k != 'type'}
+            load_pretrained(self, optional_prefixes=tuple(f'norm{i}.' for i in self.out_indices), **cfg)
+            self._is_init = True
+        else:
+            super().init_weights()
+
+    def _freeze_stages(self):
+        frozen = [self.stem] + list(self.stages[:self.frozen_stages]) if self.frozen_stages >= 0 else []
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
+
+    def forward(self, x: torch.Tensor):
+        x = self.stem(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{i}')(x))
+        return tuple(outs)

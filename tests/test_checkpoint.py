@@ -1,0 +1,137 @@
+"""Loading the checkpoint formats users have, safely, and refusing the ones that do not fit."""
+import logging
+import os
+
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import HistoryBuffer, MMLogger
+from mmengine.runner import load_checkpoint
+from safetensors.torch import save_file
+
+from mmincnext.checkpoint import CheckpointError, read_checkpoint
+from mmincnext.models import InceptionNeXt
+
+
+def pretrained(arch, path, **kwargs):
+    model = InceptionNeXt(arch, init_cfg=dict(type='Pretrained', checkpoint=str(path), **kwargs))
+    model.init_weights()
+    return model
+
+
+def assert_loaded(model, reference):
+    state = model.state_dict()
+    for key, value in reference.state_dict().items():
+        if not key.startswith('head.'):
+            assert torch.equal(state[key], value), key
+
+
+@pytest.fixture
+def atto(timm_reference):
+    return timm_reference('atto')
+
+
+def test_official_flat_pth_loads_and_reports_head(atto, tmp_path):
+    path = tmp_path / 'inceptionnext_atto.pth'
+    torch.save(atto.state_dict(), path)
+    logger = MMLogger.get_current_instance()
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        model = pretrained('atto', path)
+    finally:
+        logger.removeHandler(handler)
+    assert_loaded(model, atto)
+    assert any('skipped 6 keys (head.*)' in r for r in records), records
+
+
+def test_timm_safetensors_loads(atto, tmp_path):
+    path = tmp_path / 'model.safetensors'
+    save_file({k: v.contiguous() for k, v in atto.state_dict().items()}, str(path))
+    assert_loaded(pretrained('atto', path), atto)
+
+
+def test_mmengine_checkpoint_with_prefix_loads(atto, tmp_path):
+    """An mmengine checkpoint holds numpy objects and the message hub's HistoryBuffer next to the weights."""
+    path = tmp_path / 'iter_100.pth'
+    state = {f'backbone.{k}': v for k, v in atto.state_dict().items() if not k.startswith('head.')}
+    state['decode_head.conv_seg.weight'] = torch.zeros(3, 3)
+    buffer = HistoryBuffer()
+    buffer.update(0.5)
+    torch.save(dict(meta=dict(seed=np.int64(3), epoch=1, mmengine_version='0.10.7'), state_dict=state,
+                    message_hub=dict(log_scalars={'train/loss': buffer}, runtime_info={'iter': 100}),
+                    stats=np.arange(4, dtype=np.float32)), path)
+    assert_loaded(pretrained('atto', path, prefix='backbone.'), atto)
+    # mmengine's own entry point reads it through the same safe loader
+    assert read_checkpoint(path)['message_hub']['log_scalars']['train/loss'].current() == 0.5
+
+
+def test_wrong_prefix_is_named(atto, tmp_path):
+    path = tmp_path / 'flat.pth'
+    torch.save(atto.state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"No key .* starts with prefix 'backbone\.'.*'stem\.'"):
+        pretrained('atto', path, prefix='backbone.')
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nowhere.pth'):
+        pretrained('atto', tmp_path / 'nowhere.pth')
+
+
+def test_truncated_file_is_named(atto, tmp_path):
+    path = tmp_path / 'truncated.pth'
+    torch.save(atto.state_dict(), path)
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match='truncated or corrupt'):
+        pretrained('atto', path)
+    corrupt = tmp_path / 'corrupt.safetensors'
+    corrupt.write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": nonsense}')
+    with pytest.raises(CheckpointError, match='corrupt.safetensors'):
+        pretrained('atto', corrupt)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}', )
+
+
+def test_malicious_pickle_is_refused_without_running(tmp_path):
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'payload': _Exploit(marker)}, path)
+    with pytest.raises(CheckpointError, match='Refusing to unpickle'):
+        pretrained('atto', path)
+    with pytest.raises(CheckpointError, match='Refusing to unpickle'):
+        load_checkpoint(torch.nn.Linear(1, 1), str(path))  # mmengine's loader goes through the same gate
+    assert not marker.exists()
+
+
+def test_other_width_lists_shape_mismatches(atto, tmp_path):
+    path = tmp_path / 'atto.pth'
+    torch.save(atto.state_dict(), path)
+    with pytest.raises(CheckpointError) as err:
+        pretrained('tiny', path)
+    message = str(err.value)
+    assert 'shape mismatch' in message and 'stem.0.weight: checkpoint (40, 3, 4, 4) != model (96, 3, 4, 4)' in message
+
+
+def test_other_depth_lists_missing_and_unexpected_keys(timm_reference, tmp_path):
+    tiny = tmp_path / 'tiny.pth'
+    torch.save(timm_reference('tiny').state_dict(), tiny)
+    with pytest.raises(CheckpointError) as err:
+        pretrained('small', tiny)
+    deeper_blocks = [k for k in InceptionNeXt('small').state_dict() if k.startswith('stages.2.blocks.')
+                     and int(k.split('.')[3]) >= 9 and not k.endswith('num_batches_tracked')]
+    assert f'missing in the checkpoint ({len(deeper_blocks)}):\n    {deeper_blocks[0]}' in str(err.value)
+
+    atto = tmp_path / 'atto_deeper.pth'
+    state = timm_reference('atto').state_dict()
+    state['stages.3.blocks.2.gamma'] = torch.ones(320)
+    torch.save(state, atto)
+    with pytest.raises(CheckpointError, match=r'unexpected in the checkpoint \(1\):\n    stages.3.blocks.2.gamma'):
+        pretrained('atto', atto)
