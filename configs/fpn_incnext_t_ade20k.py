@@ -1,0 +1,12 @@
+# Semantic FPN + InceptionNeXt-T, ADE20K 512x512, 40k iterations, batch 32 (8 GPUs x 4).
+# Paper: 28M params, 44G MACs at 512x512, 43.1 mIoU.
+_base_ = [
+    './_base_/models/fpn_incnext.py', './_base_/datasets/ade20k.py', './_base_/default_runtime.py',
+    './_base_/schedules/schedule_40k_adamw.py'
+]
+# The official ImageNet-1K weights; set a local path here (or the backbone's init_cfg) to train offline.
+checkpoint = 'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_tiny.pth'  # noqa: E501
+model = dict(
+    backbone=dict(
+        arch='tiny', drop_path_rate=0.1, init_cfg=dict(type='Pretrained', checkpoint=checkpoint)))
+train_dataloader = dict(batch_size=4)

@@ -1,0 +1,83 @@
+"""Config adjustments the tools make so that one config runs on 8 GPUs and on a CPU-only machine unchanged."""
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from mmengine.config import Config
+from mmengine.device import get_device
+from mmengine.logging import print_log
+from mmengine.optim import OptimWrapper
+from mmengine.registry import OPTIM_WRAPPERS
+
+SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
+
+
+@OPTIM_WRAPPERS.register_module()
+class CPUBF16OptimWrapper(OptimWrapper):
+    """``OptimWrapper`` whose forward (data preprocessing and loss) runs under CPU bfloat16 autocast.
+
+    ``--amp`` on a machine without a GPU: mmengine's ``AmpOptimWrapper`` asserts one. bfloat16 keeps float32's
+    exponent range, so no loss scaling is needed; gradients and the optimizer step stay in float32.
+    """
+
+    @contextmanager
+    def optim_context(self, model: torch.nn.Module):
+        with super().optim_context(model), torch.autocast('cpu', dtype=torch.bfloat16):
+            yield
+
+
+def sync_bn_to_bn(node: Any) -> int:
+    """Turn every ``SyncBN``/``MMSyncBN`` norm config under ``node`` into ``BN`` in place; returns how many."""
+    count = 0
+    if isinstance(node, dict):
+        if node.get('type') in SYNC_BN_TYPES:
+            node['type'] = 'BN'
+            count += 1
+        for value in node.values():
+            count += sync_bn_to_bn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            count += sync_bn_to_bn(value)
+    return count
+
+
+def adapt_to_machine(cfg: Config, launcher: str) -> None:
+    """Make ``cfg`` run where it is launched.
+
+    - SyncBN becomes BN unless the run is distributed on GPUs: in one process there is nothing to synchronise,
+      and PyTorch's SyncBatchNorm refuses CPU tensors once a process group exists.
+    - A distributed run without CUDA uses the ``gloo`` backend (configs say ``nccl``).
+    - ``AmpOptimWrapper`` (a GPU-only wrapper) becomes :class:`CPUBF16OptimWrapper` on a CPU.
+    """
+    on_cpu = get_device() == 'cpu'
+    if launcher == 'none' or on_cpu:
+        converted = sum(sync_bn_to_bn(cfg.get(key)) for key in ('model', 'tta_model'))
+        if converted:
+            reason = 'a single process' if launcher == 'none' else 'no GPU'
+            print_log(f'SyncBN -> BN in {converted} norm configs ({reason}).', logger='current')
+    if launcher != 'none' and not torch.cuda.is_available():
+        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    optim_wrapper = cfg.get('optim_wrapper')
+    if on_cpu and optim_wrapper is not None and optim_wrapper.get('type') == 'AmpOptimWrapper':
+        use_cpu_amp(optim_wrapper)
+
+
+def use_cpu_amp(optim_wrapper: dict) -> None:
+    for key in ('loss_scale', 'dtype', 'use_fsdp'):
+        optim_wrapper.pop(key, None)
+    optim_wrapper['type'] = 'CPUBF16OptimWrapper'
+    print_log('No GPU: mixed precision runs as CPU bfloat16 autocast (CPUBF16OptimWrapper).', logger='current')
+
+
+def enable_amp(cfg: Config) -> None:
+    """``--amp``: float16 autocast with dynamic loss scaling (on a CPU, :func:`adapt_to_machine` then makes it
+    bfloat16 autocast)."""
+    optim_wrapper = cfg.optim_wrapper
+    wrapper_type = optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper_type in ('AmpOptimWrapper', 'CPUBF16OptimWrapper'):
+        print_log(f'--amp: the config already uses {wrapper_type}.', logger='current')
+        return
+    if wrapper_type != 'OptimWrapper':
+        raise ValueError(f'--amp needs optim_wrapper.type OptimWrapper, got {wrapper_type!r}: '
+                         'set mixed precision in that wrapper yourself')
+    optim_wrapper.update(type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic')
