@@ -1,4 +1,5 @@
 """Datasets (need mmsegmentation; configs import this package through ``custom_imports``)."""
 from .ade20k import CheckedADE20KDataset, DatasetLayoutError
+from .synthetic_scenes import SyntheticScenesDataset, generate_synthetic_scenes
 
-__all__ = ['CheckedADE20KDataset', 'DatasetLayoutError']
+__all__ = ['CheckedADE20KDataset', 'DatasetLayoutError', 'SyntheticScenesDataset', 'generate_synthetic_scenes']
