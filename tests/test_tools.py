@@ -1,0 +1,230 @@
+"""tools/train.py, tools/test.py and tools/image_demo.py end to end on a tiny ADE20K-layout dataset written here.
+
+The real UperNet-T config runs with --cfg-options that make it cheap on a CPU (the atto backbone initialised from a
+timm-format checkpoint, thin heads, 64x64 crops); everything else (dataset class, pipelines, schedule, hooks,
+SyncBN -> BN, --amp as CPU bfloat16 autocast) is the config's own.
+"""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mmcv
+import numpy as np
+import pytest
+import timm
+import torch
+from mmengine.config import Config
+
+from mmincnext.datasets import DatasetLayoutError
+from mmincnext.utils import CPUBF16OptimWrapper, adapt_to_machine, enable_amp
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = str(REPO / 'configs' / 'upernet_incnext_t_ade20k.py')
+NUM_LABELS = 4  # label values 0 (ADE20K's "other", ignored) and classes 1..3
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(f'mmincnext_tools_{name}', REPO / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_ade20k(root: Path, counts=(('training', 4), ('validation', 2)), size=64) -> Path:
+    """ADEChallengeData2016 layout: RGB jpg images and 8-bit png label maps (0 = other) with the same stem."""
+    rng = np.random.default_rng(0)
+    colors = rng.integers(0, 256, (NUM_LABELS, 3))
+    for split, count in counts:
+        (root / 'images' / split).mkdir(parents=True)
+        (root / 'annotations' / split).mkdir(parents=True)
+        for i in range(count):
+            label = np.zeros((size, size), np.uint8)
+            cut = rng.integers(size // 4, 3 * size // 4)
+            label[:, :cut], label[:, cut:] = 1, 2
+            y, x = rng.integers(0, size // 2, 2)
+            label[y:y + size // 3, x:x + size // 3] = 3
+            label[:4] = 0
+            image = np.clip(colors[label] + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
+            stem = f'ADE_{split[:5]}_{i:08d}'
+            mmcv.imwrite(image, str(root / 'images' / split / f'{stem}.jpg'))
+            mmcv.imwrite(label, str(root / 'annotations' / split / f'{stem}.png'))
+    return root
+
+
+def tiny_options(data_root, checkpoint) -> list:
+    options = [
+        'model.backbone.arch=atto', f'model.backbone.init_cfg.checkpoint={checkpoint}',
+        'model.decode_head.in_channels=[40,80,160,320]', 'model.decode_head.channels=16',
+        'model.auxiliary_head.in_channels=160', 'model.auxiliary_head.channels=8',
+        'model.data_preprocessor.size=(64,64)',
+        'train_dataloader.dataset.pipeline.2.scale=(256,64)',  # RandomResize
+        'train_dataloader.dataset.pipeline.3.crop_size=(64,64)',  # RandomCrop
+        'train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2',
+        'default_hooks.logger.interval=1',
+    ]
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        options += [f'{loader}.dataset.data_root={data_root}', f'{loader}.num_workers=0',
+                    f'{loader}.persistent_workers=False']
+        if loader != 'train_dataloader':
+            options.append(f'{loader}.dataset.pipeline.1.scale=(256,64)')  # Resize
+    return options
+
+
+@pytest.fixture(scope='module')
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp('tools')
+    data_root = write_ade20k(root / 'ADEChallengeData2016')
+    # An ImageNet checkpoint in the official/timm format (flat keys, with the classification head).
+    checkpoint = root / 'inceptionnext_atto.pth'
+    torch.manual_seed(0)
+    torch.save(timm.create_model('inception_next_atto', pretrained=False).state_dict(), checkpoint)
+    return dict(root=root, data_root=data_root, options=tiny_options(data_root, checkpoint))
+
+
+@pytest.fixture(scope='module')
+def trained(workspace):
+    """Two --amp training iterations and a validation through the command line, as a user runs it."""
+    work_dir = workspace['root'] / 'work_dir'
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]))
+    proc = subprocess.run(
+        [sys.executable, 'tools/train.py', CONFIG, '--work-dir', str(work_dir), '--amp', '--cfg-options',
+         *workspace['options']], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return dict(workspace, work_dir=work_dir, log=proc.stdout + proc.stderr, checkpoint=work_dir / 'iter_2.pth')
+
+
+def test_train_runs_on_cpu_and_validates(trained):
+    log = trained['log']
+    assert 'SyncBN -> BN' in log
+    assert 'CPUBF16OptimWrapper' in log
+    assert 'Loaded' in log and 'inceptionnext_atto.pth' in log  # the pretrained backbone was read
+    assert trained['checkpoint'].is_file()
+    scalars = next(trained['work_dir'].glob('*/vis_data/scalars.json'))
+    records = [json.loads(line) for line in scalars.read_text().splitlines()]
+    losses = [r['loss'] for r in records if 'loss' in r]
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    miou = [r['mIoU'] for r in records if 'mIoU' in r]
+    assert len(miou) == 1 and 0 <= miou[0] <= 100
+
+
+def reference_miou(pred_dir: Path, gt_dir: Path) -> float:
+    """mIoU over the classes that occur in a prediction or a label, label 0 ignored (ADE20K's convention)."""
+    intersection, union = np.zeros(256), np.zeros(256)
+    for gt_file in sorted(gt_dir.glob('*.png')):
+        gt = mmcv.imread(str(gt_file), flag='unchanged').astype(np.int64)
+        pred = mmcv.imread(str(pred_dir / gt_file.name), flag='unchanged').astype(np.int64)
+        assert pred.shape == gt.shape
+        valid = gt > 0
+        gt, pred = gt[valid], pred[valid]
+        intersection += np.bincount(gt[gt == pred], minlength=256)
+        union += np.bincount(gt, minlength=256) + np.bincount(pred, minlength=256) - \
+            np.bincount(gt[gt == pred], minlength=256)
+    present = union > 0
+    return float(np.mean(intersection[present] / union[present]) * 100)
+
+
+def test_test_tool_reports_miou_of_its_predictions(trained, tmp_path):
+    test_tool = load_tool('test')
+    first, second, show_dir = tmp_path / 'pred1', tmp_path / 'pred2', tmp_path / 'show'
+    metrics = test_tool.main([
+        CONFIG, str(trained['checkpoint']), '--work-dir', str(tmp_path / 'work'), '--out', str(first),
+        '--show-dir', str(show_dir), '--cfg-options', *trained['options'], 'default_hooks.visualization.interval=1'])
+    assert set(metrics) >= {'aAcc', 'mIoU', 'mAcc'}
+    assert len(list(show_dir.rglob('*.png'))) == 2
+    # An untrained model scores ~0, which would hide a wrong metric: evaluate again against labels that equal
+    # its predictions except on a band of another class and an ignored strip, and compare with a reference mIoU.
+    data_root = tmp_path / 'ADEChallengeData2016'
+    shutil.copytree(trained['data_root'] / 'images' / 'validation', data_root / 'images' / 'validation')
+    (data_root / 'annotations' / 'validation').mkdir(parents=True)
+    for pred_file in first.glob('*.png'):
+        label = mmcv.imread(str(pred_file), flag='unchanged')
+        label[:, :16] = label[:, :16] % 150 + 1
+        label[:4] = 0
+        mmcv.imwrite(label, str(data_root / 'annotations' / 'validation' / pred_file.name))
+    metrics = test_tool.main([
+        CONFIG, str(trained['checkpoint']), '--work-dir', str(tmp_path / 'work'), '--out', str(second),
+        '--cfg-options', *trained['options'], f'test_dataloader.dataset.data_root={data_root}'])
+    expected = reference_miou(second, data_root / 'annotations' / 'validation')
+    assert 0 < expected < 100
+    assert metrics['mIoU'] == pytest.approx(expected, abs=0.006)  # mmseg rounds to 2 decimals
+
+
+def test_test_tool_tta(trained, tmp_path):
+    metrics = load_tool('test').main([
+        CONFIG, str(trained['checkpoint']), '--tta', '--work-dir', str(tmp_path),
+        '--cfg-options', *trained['options']])
+    assert 0 <= metrics['mIoU'] <= 100
+
+
+def test_image_demo_writes_overlay(trained, tmp_path):
+    image_file = next((trained['data_root'] / 'images' / 'validation').glob('*.jpg'))
+    out_file = tmp_path / 'overlay.png'
+    load_tool('image_demo').main([str(image_file), CONFIG, str(trained['checkpoint']), '--out-file', str(out_file),
+                                  '--cfg-options', *trained['options']])
+    image, overlay = mmcv.imread(str(image_file)), mmcv.imread(str(out_file))
+    assert overlay.shape == image.shape
+    assert np.abs(overlay.astype(int) - image.astype(int)).mean() > 5  # the segmentation is painted over it
+
+
+def test_missing_dataset_names_path_and_layout(workspace, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the config's default data_root (data/ade/...) does not exist here
+    options = [o for o in workspace['options'] if '.data_root=' not in o]
+    with pytest.raises(DatasetLayoutError) as error:
+        load_tool('train').main([CONFIG, '--work-dir', str(tmp_path / 'work'), '--cfg-options', *options])
+    message = str(error.value)
+    assert str(tmp_path / 'data' / 'ade' / 'ADEChallengeData2016' / 'images' / 'training') in message
+    assert 'images/training/*.jpg' in message and 'annotations/training/*.png' in message
+
+
+@pytest.mark.parametrize('remove, problem', [
+    ('images/training/*.jpg', "holds no '.jpg' file"),
+    ('annotations/training/ADE_train_00000001.png', '1 of 4 images have no label map'),
+    ('annotations/training', "annotations/training' does not exist"),
+])
+def test_incomplete_dataset_is_reported(tmp_path, remove, problem):
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import DATASETS
+
+    data_root = write_ade20k(tmp_path / 'ADEChallengeData2016', counts=(('training', 4), ))
+    for path in data_root.glob(remove):
+        if path.is_dir():
+            for f in path.iterdir():
+                f.unlink()
+            path.rmdir()
+        else:
+            path.unlink()
+    cfg = Config.fromfile(CONFIG).train_dataloader.dataset
+    cfg.data_root = str(data_root)
+    init_default_scope('mmseg')
+    with pytest.raises(DatasetLayoutError, match=problem):
+        DATASETS.build(cfg)
+
+
+def test_adapt_to_machine_on_cpu():
+    cfg = Config.fromfile(CONFIG)
+    enable_amp(cfg)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.dtype == 'float16'
+    if torch.cuda.is_available():
+        pytest.skip('checks the CPU-only adaptation')
+    adapt_to_machine(cfg, launcher='none')
+    assert cfg.optim_wrapper.type == 'CPUBF16OptimWrapper' and 'loss_scale' not in cfg.optim_wrapper
+    assert 'SyncBN' not in str(cfg.model) and cfg.model.backbone.norm_cfg.type == 'BN'
+    assert cfg.model.decode_head.norm_cfg.type == 'BN'
+    dist_cfg = Config.fromfile(CONFIG)
+    adapt_to_machine(dist_cfg, launcher='pytorch')
+    assert dist_cfg.env_cfg.dist_cfg.backend == 'gloo'
+    assert dist_cfg.model.backbone.norm_cfg.type == 'BN'  # torch's SyncBatchNorm refuses CPU tensors
+
+
+def test_cpu_bf16_optim_wrapper_autocasts():
+    model = torch.nn.Linear(4, 2)
+    wrapper = CPUBF16OptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    with wrapper.optim_context(model):
+        out = model(torch.randn(3, 4))
+    assert out.dtype == torch.bfloat16
+    wrapper.update_params(out.float().sum())
+    assert model.weight.dtype == torch.float32
