@@ -217,6 +217,7 @@ def test_adapt_to_machine_on_cpu():
     dist_cfg = Config.fromfile(CONFIG)
     adapt_to_machine(dist_cfg, launcher='pytorch')
     assert dist_cfg.env_cfg.dist_cfg.backend == 'gloo'
+    assert dist_cfg.model_wrapper_cfg.device_ids is None  # DDP on CPU modules takes no device ids
     assert dist_cfg.model.backbone.norm_cfg.type == 'BN'  # torch's SyncBatchNorm refuses CPU tensors
 
 

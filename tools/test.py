@@ -11,7 +11,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmincnext.utils import adapt_to_machine
+from mmincnext.utils import adapt_to_machine, init_cpu_distributed
 
 
 def parse_args(argv=None):
@@ -89,6 +89,7 @@ def main(argv=None):
     if args.out is not None and scope == 'mmseg':
         cfg.test_evaluator.update(output_dir=args.out, keep_results=True)
     adapt_to_machine(cfg, args.launcher)
+    init_cpu_distributed(cfg, args.launcher)
 
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     if args.out is not None and scope != 'mmseg':

@@ -11,7 +11,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmincnext.utils import adapt_to_machine, enable_amp
+from mmincnext.utils import adapt_to_machine, init_cpu_distributed, enable_amp
 
 
 def parse_args(argv=None):
@@ -67,6 +67,7 @@ def main(argv=None):
         cfg.resume = True
         cfg.load_from = args.resume
     adapt_to_machine(cfg, args.launcher)
+    init_cpu_distributed(cfg, args.launcher)
 
     # A config may name its own runner class (runner_type), as in mmseg's and mmdet's train.py.
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)

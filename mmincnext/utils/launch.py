@@ -46,7 +46,8 @@ def adapt_to_machine(cfg: Config, launcher: str) -> None:
 
     - SyncBN becomes BN unless the run is distributed on GPUs: in one process there is nothing to synchronise,
       and PyTorch's SyncBatchNorm refuses CPU tensors once a process group exists.
-    - A distributed run without CUDA uses the ``gloo`` backend (configs say ``nccl``).
+    - A distributed run without CUDA uses the ``gloo`` backend (configs say ``nccl``) and a DDP wrapper without
+      ``device_ids`` (mmengine's default names the local GPU); see :func:`init_cpu_distributed`.
     - ``AmpOptimWrapper`` (a GPU-only wrapper) becomes :class:`CPUBF16OptimWrapper` on a CPU.
     """
     on_cpu = get_device() == 'cpu'
@@ -56,10 +57,32 @@ def adapt_to_machine(cfg: Config, launcher: str) -> None:
             reason = 'a single process' if launcher == 'none' else 'no GPU'
             print_log(f'SyncBN -> BN in {converted} norm configs ({reason}).', logger='current')
     if launcher != 'none' and not torch.cuda.is_available():
-        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+        # (Config.setdefault returns the value given, not the stored copy: read back before changing it.)
+        cfg.setdefault('env_cfg', dict(dist_cfg=dict()))
+        cfg.env_cfg.setdefault('dist_cfg', dict())
+        cfg.env_cfg.dist_cfg.backend = 'gloo'
+        cfg.setdefault('model_wrapper_cfg', dict(
+            type='MMDistributedDataParallel', broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False)))
+        if cfg.model_wrapper_cfg.get('type') == 'MMDistributedDataParallel':
+            cfg.model_wrapper_cfg.device_ids = None
     optim_wrapper = cfg.get('optim_wrapper')
     if on_cpu and optim_wrapper is not None and optim_wrapper.get('type') == 'AmpOptimWrapper':
         use_cpu_amp(optim_wrapper)
+
+
+def init_cpu_distributed(cfg: Config, launcher: str) -> None:
+    """Start the ``gloo`` process group of a ``--launcher pytorch`` run on a machine without CUDA.
+
+    mmengine 0.10.7's ``init_dist`` calls ``torch.cuda.set_device`` whatever the backend; with the group already
+    up, the Runner skips it. The slurm and mpi paths of mmengine need GPUs as well.
+    """
+    if launcher == 'none' or torch.cuda.is_available() or torch.distributed.is_initialized():
+        return
+    if launcher != 'pytorch':
+        raise ValueError(f'--launcher {launcher} needs GPUs (mmengine assigns one per process); on a machine '
+                         'without CUDA use --launcher pytorch (tools/dist_train.sh)')
+    torch.distributed.init_process_group(backend=cfg.env_cfg.dist_cfg.get('backend', 'gloo'))
 
 
 def use_cpu_amp(optim_wrapper: dict) -> None:
