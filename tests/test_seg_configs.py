@@ -78,6 +78,11 @@ def test_config_follows_paper_recipe(name):
         assert set(schedulers) == {'PolyLR'} and schedulers['PolyLR'].power == 0.9
         assert (cfg.model.neck.type, cfg.model.neck.out_channels) == ('FPN', 256)
         assert (cfg.model.decode_head.type, cfg.model.decode_head.channels) == ('FPNHead', 128)
+    # Test images: 2048x512 resize; FPN (after PoolFormer) then rounds the sides to multiples of 32.
+    test_transforms = [t.type for t in cfg.test_dataloader.dataset.pipeline]
+    assert test_transforms == ['LoadImageFromFile', 'Resize'] + ([] if upernet else ['ResizeToMultiple']) + [
+        'LoadAnnotations', 'PackSegInputs']
+    assert cfg.val_dataloader.dataset.pipeline == cfg.test_dataloader.dataset.pipeline
     # The inherited SGD settings must not leak into AdamW.
     assert set(optimizer) <= {'type', 'lr', 'betas', 'weight_decay'}
 
