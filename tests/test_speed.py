@@ -1,0 +1,211 @@
+"""The fast paths keep the reference's numbers: channels-last Linear MLP, deploy folding, bf16, compile, ONNX; and
+the speed / complexity tools run. Speed itself is never asserted here: tools/benchmark.py reports it."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import MODELS, init_default_scope
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmincnext.models import InceptionNeXt
+from conftest import randomize_reference_state
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), band_kernel_size=5, branch_ratio=0.25)
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def relative_error(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+def randomized(arch=TINY, **kwargs):
+    """Our backbone with non-trivial BN statistics and layer scales (fresh ones would hide folding mistakes)."""
+    torch.manual_seed(0)
+    return randomize_reference_state(InceptionNeXt(arch, **kwargs))
+
+
+def test_training_step_equals_timm(timm_reference):
+    """Our block runs its MLP as channels-last Linear layers with the layer scale folded into fc2: the outputs,
+    the gradients of every parameter and the updated BN statistics must still equal timm's module-by-module
+    computation."""
+    reference = timm_reference('atto')
+    model = InceptionNeXt('atto', out_norms=False)
+    model.load_state_dict(reference.state_dict(), strict=False)
+    reference, model = reference.train(), model.train()
+    x = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+    ours = model(x)
+    feats, expected = reference.stem(x), []
+    for stage in reference.stages:
+        feats = stage(feats)
+        expected.append(feats)
+    for out, ref in zip(ours, expected):
+        assert relative_error(out, ref) < 1e-5
+    sum((o * o).mean() for o in ours).backward()
+    sum((o * o).mean() for o in expected).backward()
+    ref_params = dict(reference.named_parameters())
+    for name, param in model.named_parameters():
+        # (the stem conv's bias feeds a BN: its true gradient is 0, both sides hold rounding noise)
+        ref_grad = ref_params[name].grad
+        assert (param.grad - ref_grad).norm() <= 1e-4 * ref_grad.norm() + 1e-6, name
+    ref_state = reference.state_dict()
+    for name, value in model.state_dict().items():
+        if 'running' in name:
+            torch.testing.assert_close(value, ref_state[name], msg=name)
+
+
+def test_outputs_follow_input_memory_format():
+    model = randomized().eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        plain = model(x)
+        channels_last = model(x.contiguous(memory_format=torch.channels_last))
+    for a, b in zip(plain, channels_last):
+        assert a.is_contiguous() and b.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize('arch', [TINY, 'atto'])
+def test_switch_to_deploy_keeps_outputs(arch):
+    model = randomized(arch).eval()
+    x = torch.randn(2, 3, 97, 131, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before = model(x)
+        model.switch_to_deploy()
+        model.switch_to_deploy()  # a second call changes nothing
+        after = model(x)
+    for a, b in zip(after, before):
+        assert relative_error(a, b) < 1e-5
+    # Only the four output norms are left; every layer scale is folded.
+    assert [n for n, m in model.named_modules() if isinstance(m, _BatchNorm)] == [f'norm{i}' for i in range(4)]
+    assert not any(n.endswith('gamma') for n, _ in model.named_parameters())
+
+
+def test_switch_to_deploy_leaves_other_norms():
+    model = InceptionNeXt(TINY, norm_cfg=dict(type='GN', num_groups=4)).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+        model.switch_to_deploy()
+        after = model(x)
+    for a, b in zip(after, before):
+        assert relative_error(a, b) < 1e-5
+    assert model.stages[0].blocks[0].gamma is None
+    assert isinstance(model.stages[0].blocks[0].norm, torch.nn.GroupNorm)
+
+
+def test_bf16_autocast_inference_and_training():
+    model = randomized()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    model.eval()
+    with torch.no_grad():
+        reference = model(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low = model(x)
+    for a, b in zip(low, reference):
+        assert a.dtype == torch.bfloat16
+        assert relative_error(a.float(), b) < 5e-2
+    model.train()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        loss = sum(o.float().mean() for o in model(x))
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize('training', [False, True])
+def test_dynamo_traces_without_graph_breaks(training):
+    """torch.compile(fullgraph=True) needs one graph; dynamo's explain shows it without compiling C++."""
+    import torch._dynamo
+    torch._dynamo.reset()
+    model = InceptionNeXt(TINY, drop_path_rate=0.1).train(training)
+    explanation = torch._dynamo.explain(model)(torch.randn(2, 3, 64, 64))
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
+
+
+def test_onnx_backbone_matches_onnxruntime(tmp_path):
+    export_onnx = load_tool('export_onnx')
+    model = randomized().eval()
+    path = tmp_path / 'backbone.onnx'
+    errors = export_onnx.export_and_check(model, torch.randn(1, 3, 96, 128), str(path))
+    assert path.exists()
+    assert errors['max_rel'] < 1e-5, errors
+
+
+def test_onnx_segmentor_from_config_matches_onnxruntime(tmp_path):
+    export_onnx = load_tool('export_onnx')
+    out = tmp_path / 'upernet.onnx'
+    errors = export_onnx.main([str(ROOT / 'configs/upernet_incnext_t_ade20k.py'), '--shape', '64', '96', '--out',
+                               str(out)])
+    assert out.exists()
+    assert errors['max_rel'] < 1e-4, errors
+
+
+@pytest.fixture
+def benchmark():
+    """tools/benchmark.py, with torch's thread count restored afterwards (its --threads is process-wide)."""
+    threads = torch.get_num_threads()
+    yield load_tool('benchmark')
+    torch.set_num_threads(threads)
+
+
+# One thread: tiny ops on a loaded machine wait far longer for a second OpenMP thread than they compute.
+TINY_RUN = ['--arch', 'atto', '--img-size', '64', '--batch-size', '2', '--train-batch-size', '2', '--rounds', '1',
+            '--threads', '1']
+
+
+def test_benchmark_runs_tiny(benchmark, tmp_path):
+    pytest.importorskip('matplotlib')
+    json_path, png_path = tmp_path / 'bench.json', tmp_path / 'bench.png'
+    results = benchmark.main(['--models', 'ours,ours_deploy,timm_incnext', '--json', str(json_path), '--plot',
+                              str(png_path)] + TINY_RUN)
+    # ours and timm's: 2 memory formats x 2 modes; the deployed model: inference only.
+    assert len(results) == 2 * 2 + 2 * 2 + 2
+    assert all(r['img_per_s'] > 0 and r['peak_mem_mb'] > 0 for r in results)
+    assert json.loads(json_path.read_text())['results'][0]['model'] == 'ours'
+    assert png_path.stat().st_size > 0
+    table = benchmark.table(results)
+    assert '| ours_deploy |' in table and 'x timm_incnext' in table
+
+
+def test_benchmark_bf16_reports_error(benchmark):
+    results = benchmark.main(['--models', 'ours', '--precision', 'bf16', '--memory-format', 'channels_last'] +
+                             TINY_RUN)
+    assert {r['mode'] for r in results} == {'infer', 'train'}
+    assert all(0 < r['rel_err_vs_fp32'] < 0.1 for r in results)
+
+
+def test_get_flops_matches_paper_for_semantic_fpn():
+    """../shared/PAPER.md: Semantic FPN + InceptionNeXt-T, 28M parameters, 44G MACs at 512x512."""
+    get_flops = load_tool('get_flops')
+    result = get_flops.complexity(str(ROOT / 'configs/fpn_incnext_t_ade20k.py'), shape=[512])
+    assert round(result['params'] / 1e6) == 28
+    assert round(result['macs'] / 1e9) == 44
+
+
+def test_get_flops_of_backbone_equals_timm_count(tmp_path):
+    """The backbone alone at 224: the paper's 4.2G MACs for the classifier minus its tiny head; and the same count
+    as mmengine gives for timm's model."""
+    get_flops = load_tool('get_flops')
+    cfg = tmp_path / 'backbone.py'
+    cfg.write_text("model = dict(type='InceptionNeXt', arch='tiny', out_indices=(3, ), out_norms=False)\n")
+    result = get_flops.complexity(str(cfg), shape=[224])
+    from mmengine.analysis import get_model_complexity_info
+    reference = timm.create_model('inception_next_tiny').eval()
+    reference.forward = reference.forward_features
+    expected = get_model_complexity_info(reference, inputs=(torch.randn(1, 3, 224, 224), ), show_table=False,
+                                         show_arch=False)
+    assert result['macs'] == expected['flops']
+    assert result['params'] == expected['params'] - sum(p.numel() for p in reference.head.parameters())
+    assert round(result['macs'] / 1e9, 1) == 4.2

@@ -1,0 +1,94 @@
+"""Parameters and MACs of the model in any config (segmentor, detector, classifier or a bare backbone).
+
+    python tools/get_flops.py configs/upernet_incnext_t_ade20k.py --shape 512 2048
+    python tools/get_flops.py configs/incnext_t_in1k.py --shape 224
+
+The model is built in the config's ``default_scope`` (mmseg, mmdet, mmpretrain), SyncBN reverted to BN, no
+checkpoint loaded, and traced with ``mmengine.analysis`` in ``mode='tensor'`` on one random image. mmengine
+counts one multiply-add as one "flop", so its figure is what papers call MACs. As in mmseg's tool, a segmentor's
+auxiliary head is dropped (it only runs in training); its parameters are reported separately.
+"""
+import argparse
+from typing import Optional, Sequence
+
+import torch
+from mmengine.analysis import get_model_complexity_info
+from mmengine.config import Config, DictAction
+from mmengine.model import BaseModel, revert_sync_batchnorm
+from mmengine.registry import MODELS, init_default_scope
+
+import mmincnext  # noqa: F401  (registers InceptionNeXt and the safe checkpoint reader)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None):
+    parser = argparse.ArgumentParser(description='Parameters and MACs of the model in a config')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--shape', type=int, nargs='+', default=None,
+                        help='input H [W] (default: 512 2048 for segmentors, 1333 800 -> 800 1333 for detectors, '
+                        '224 otherwise)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
+    return parser.parse_args(argv)
+
+
+def data_samples_for(model: torch.nn.Module, height: int, width: int):
+    """A detector's ``mode='tensor'`` forward still reads the image meta (its RPN predicts proposals)."""
+    try:
+        from mmdet.models.detectors import BaseDetector
+        from mmdet.structures import DetDataSample
+    except ImportError:
+        return None
+    if not isinstance(model, BaseDetector):
+        return None
+    shape = (height, width)
+    return [DetDataSample(metainfo=dict(img_shape=shape, ori_shape=shape, pad_shape=shape, batch_input_shape=shape,
+                                        scale_factor=(1., 1.)))]
+
+
+def default_shape(model: torch.nn.Module):
+    name = type(model).__module__
+    if name.startswith('mmseg.'):
+        return 512, 2048
+    if name.startswith('mmdet.'):
+        return 800, 1333
+    return 224, 224
+
+
+def complexity(config: str, shape: Optional[Sequence[int]] = None, cfg_options: Optional[dict] = None) -> dict:
+    """``{'params', 'macs', 'aux_params', 'shape', 'model'}`` of the config's model (counts, not strings)."""
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
+    aux_params = 0
+    if getattr(model, 'auxiliary_head', None) is not None:
+        aux_params = sum(p.numel() for p in model.auxiliary_head.parameters())
+        model.auxiliary_head = None
+    if shape is None:
+        shape = default_shape(model)
+    elif len(shape) == 1:
+        shape = (shape[0], shape[0])
+    elif len(shape) != 2:
+        raise ValueError(f'--shape takes H or H W, got {list(shape)}')
+    height, width = shape
+    image = torch.rand(1, 3, height, width)
+    inputs = (image, data_samples_for(model, height, width), 'tensor') if isinstance(model, BaseModel) else (image, )
+    with torch.no_grad():
+        info = get_model_complexity_info(model, inputs=inputs, show_table=False, show_arch=False)
+    return dict(params=info['params'], macs=info['flops'], aux_params=aux_params, shape=(height, width),
+                model=type(model).__name__)
+
+
+def main(argv: Optional[Sequence[str]] = None):
+    args = parse_args(argv)
+    result = complexity(args.config, args.shape, args.cfg_options)
+    height, width = result['shape']
+    print(f'{args.config}: {result["model"]}, input 3x{height}x{width}')
+    print(f'  params: {result["params"] / 1e6:.2f} M')
+    if result['aux_params']:
+        print(f'  (auxiliary head, not counted above: {result["aux_params"] / 1e6:.2f} M params)')
+    print(f'  MACs:   {result["macs"] / 1e9:.2f} G')
+
+
+if __name__ == '__main__':
+    main()
