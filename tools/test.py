@@ -5,13 +5,10 @@
 """
 import argparse
 import os
-import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
-from mmincnext.utils import adapt_to_machine, init_cpu_distributed
+from mmincnext.utils import adapt_to_machine, build_runner, init_cpu_distributed, load_tool_config
 
 
 def parse_args(argv=None):
@@ -70,16 +67,10 @@ def enable_tta(cfg: Config) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_tool_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     scope = cfg.get('default_scope', 'mmengine')
-
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.out is not None and scope != 'mmseg' and not args.out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out must be a .pkl file for {scope} configs, got {args.out!r}')
     cfg.load_from = args.checkpoint
 
     if args.show or args.show_dir:
@@ -91,10 +82,8 @@ def main(argv=None):
     adapt_to_machine(cfg, args.launcher)
     init_cpu_distributed(cfg, args.launcher)
 
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     if args.out is not None and scope != 'mmseg':
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise ValueError(f'--out must be a .pkl file for {scope} configs, got {args.out!r}')
         if scope == 'mmdet':
             from mmdet.evaluation import DumpDetResults as DumpResults  # encodes masks as RLE
         else:

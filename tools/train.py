@@ -5,13 +5,10 @@ decides. Arguments follow mmseg's tools/train.py; runs unchanged on a CPU-only m
 """
 import argparse
 import os
-import os.path as osp
 
-from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.config import DictAction
 
-from mmincnext.utils import adapt_to_machine, init_cpu_distributed, enable_amp
+from mmincnext.utils import adapt_to_machine, build_runner, enable_amp, init_cpu_distributed, load_tool_config
 
 
 def parse_args(argv=None):
@@ -43,17 +40,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    # work_dir: command line > config > config file name
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-
+    cfg = load_tool_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     if args.amp:
         enable_amp(cfg)
     if args.auto_scale_lr:
@@ -69,8 +56,7 @@ def main(argv=None):
     adapt_to_machine(cfg, args.launcher)
     init_cpu_distributed(cfg, args.launcher)
 
-    # A config may name its own runner class (runner_type), as in mmseg's and mmdet's train.py.
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.train()
     return runner
 

@@ -1,15 +1,37 @@
-"""Config adjustments the tools make so that one config runs on 8 GPUs and on a CPU-only machine unchanged."""
+"""What tools/train.py and tools/test.py share: loading the config, adapting it so that one config runs on 8 GPUs
+and on a CPU-only machine unchanged, and building the runner."""
+import os.path as osp
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from mmengine.config import Config
 from mmengine.device import get_device
 from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper
-from mmengine.registry import OPTIM_WRAPPERS
+from mmengine.registry import OPTIM_WRAPPERS, RUNNERS
+from mmengine.runner import Runner
 
 SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
+
+
+def load_tool_config(config: str, cfg_options: Optional[dict], launcher: str, work_dir: Optional[str]) -> Config:
+    """The config as tools/train.py and tools/test.py run it: ``--cfg-options`` merged, and the work dir from the
+    command line, else the config, else ``./work_dirs/<config name>``."""
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """mmengine's Runner, or the class a config names in ``runner_type`` (as mmseg's and mmdet's tools do)."""
+    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
 
 
 @OPTIM_WRAPPERS.register_module()
