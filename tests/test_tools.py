@@ -20,7 +20,7 @@ import torch
 from mmengine.config import Config
 
 from mmincnext.datasets import DatasetLayoutError
-from mmincnext.utils import CPUBF16OptimWrapper, adapt_to_machine, enable_amp
+from mmincnext.utils import CPUBF16OptimWrapper, adapt_to_machine, enable_amp, sync_bn_to_bn
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / 'configs' / 'upernet_incnext_t_ade20k.py')
@@ -229,3 +229,27 @@ def test_cpu_bf16_optim_wrapper_autocasts():
     assert out.dtype == torch.bfloat16
     wrapper.update_params(out.float().sum())
     assert model.weight.dtype == torch.float32
+
+
+def test_image_demo_draws_detections_for_mmdet_configs(tmp_path):
+    """The same tool dispatches on default_scope: an mmdet config gets boxes and masks drawn."""
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+
+    config = str(REPO / 'configs' / 'demo' / 'mask_rcnn_incnext_demo.py')
+    cfg = Config.fromfile(config)
+    sync_bn_to_bn(cfg.model)
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    checkpoint = tmp_path / 'mask_rcnn.pth'
+    torch.save(dict(state_dict=model.state_dict()), checkpoint)
+    image_file, out_file = tmp_path / 'image.jpg', tmp_path / 'detections.png'
+    image = np.full((96, 128, 3), 128, np.uint8)
+    mmcv.imwrite(image, str(image_file))
+    load_tool('image_demo').main([str(image_file), config, str(checkpoint), '--out-file', str(out_file),
+                                  '--score-thr', '0'])
+    drawn = mmcv.imread(str(out_file))
+    assert drawn.shape == image.shape
+    assert (np.abs(drawn.astype(int) - image).sum(-1) > 30).mean() > 0.01  # boxes (score >= 0) are painted
