@@ -1,6 +1,6 @@
 """Safe checkpoint reading and strict pretrained loading.
 
-Importing ``mmincnext`` replaces mmengine's loader for local files (the ``''`` scheme of ``CheckpointLoader``), so
+Importing ``mmincnext`` replaces mmengine's loaders for local files and http(s) URLs in ``CheckpointLoader``, so
 ``init_cfg=dict(type='Pretrained')``, ``load_from``, ``--resume`` and the tools all read through
 :func:`read_checkpoint`: ``.safetensors`` through safetensors, everything else through PyTorch's weights-only
 unpickler with an allow-list of exactly what mmengine's own checkpoints hold (numpy arrays and scalars, the
@@ -10,9 +10,11 @@ import os
 import pickle
 import zipfile
 from typing import Iterable, Optional, Sequence
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
+from mmengine.dist import get_dist_info
 from mmengine.logging import HistoryBuffer, print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
@@ -78,6 +80,23 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
 @CheckpointLoader.register_scheme(prefixes='', force=True)
 def _load_local_checkpoint(filename, map_location):
     return read_checkpoint(filename, map_location)
+
+
+@CheckpointLoader.register_scheme(prefixes=('http://', 'https://'), force=True)
+def _load_url_checkpoint(url, map_location):
+    """Download once into torch hub's cache, then read it like a local file.
+
+    mmengine's own http loader calls ``torch.hub.load_state_dict_from_url``, whose ``weights_only`` defaults to
+    False: a downloaded file would be unpickled in full. In a distributed run rank 0 downloads, the others wait.
+    """
+    path = os.path.join(torch.hub.get_dir(), 'checkpoints', os.path.basename(urlparse(url).path))
+    rank, world_size = get_dist_info()
+    if rank == 0 and not os.path.isfile(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.hub.download_url_to_file(url, path)  # writes a temporary file and renames it when complete
+    if world_size > 1:
+        torch.distributed.barrier()
+    return read_checkpoint(path, map_location)
 
 
 def extract_state_dict(checkpoint: dict, prefix: Optional[str] = None, source: str = 'checkpoint') -> dict:

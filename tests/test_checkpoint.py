@@ -1,6 +1,7 @@
 """Loading the checkpoint formats users have, safely, and refusing the ones that do not fit."""
 import logging
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -135,3 +136,21 @@ def test_other_depth_lists_missing_and_unexpected_keys(timm_reference, tmp_path)
     torch.save(state, atto)
     with pytest.raises(CheckpointError, match=r'unexpected in the checkpoint \(1\):\n    stages.3.blocks.2.gamma'):
         pretrained('atto', atto)
+
+
+def test_url_checkpoints_are_read_safely(atto, tmp_path, monkeypatch):
+    """A URL is downloaded into torch hub's cache and read like a local file (never unpickled in full)."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    served = {'https://example.org/model/inceptionnext_atto.pth': tmp_path / 'good.pth',
+              'https://example.org/model/evil.pth': tmp_path / 'evil.pth'}
+    torch.save(atto.state_dict(), served['https://example.org/model/inceptionnext_atto.pth'])
+    torch.save({'payload': _Exploit(tmp_path / 'pwned')}, served['https://example.org/model/evil.pth'])
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', lambda url, dst, *a, **k: shutil.copy(served[url], dst))
+
+    model = pretrained('atto', 'https://example.org/model/inceptionnext_atto.pth')
+    assert_loaded(model, atto)
+    assert (tmp_path / 'hub' / 'checkpoints' / 'inceptionnext_atto.pth').is_file()
+    with pytest.raises(CheckpointError, match='Refusing to unpickle'):
+        CheckpointLoader.load_checkpoint('https://example.org/model/evil.pth')
+    assert not (tmp_path / 'pwned').exists()
