@@ -1,0 +1,44 @@
+"""mmpretrain's ImageClassifier, with strict loading of a whole pretrained classifier (backbone and head)."""
+from mmengine.runner.checkpoint import CheckpointLoader
+from mmpretrain.models.classifiers import ImageClassifier
+from mmpretrain.registry import MODELS
+
+from ...checkpoint import CheckpointError, extract_state_dict, load_pretrained
+
+
+@MODELS.register_module()
+class InceptionNeXtClassifier(ImageClassifier):
+    """``ImageClassifier`` whose ``init_cfg=dict(type='Pretrained', checkpoint=...)`` loads backbone *and* head.
+
+    mmengine's own ``Pretrained`` initializer loads non-strictly and keeps the file's key names, so a flat official
+    or timm file (``stem.*``, ``stages.*``, ``head.*``) would leave the classifier (``backbone.stem.*``, ...)
+    silently untouched. Here the checkpoint's layout is recognised and every weight must fit:
+
+    - an official ``.pth`` or timm ``.safetensors`` (flat keys): ``head.*`` goes to the head, the rest to the
+      backbone;
+    - an mmengine checkpoint of this classifier (``backbone.*``, ``head.*``), e.g. ``epoch_300.pth``.
+
+    A missing, unexpected or mis-shaped key raises :class:`mmincnext.checkpoint.CheckpointError`. To fine-tune on
+    another number of classes, load the backbone alone (``backbone.init_cfg``) instead.
+    """
+
+    def init_weights(self):
+        if not (isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained'):
+            super().init_weights()
+            return
+        options = {k: v for k, v in self.init_cfg.items() if k != 'type'}
+        unknown = set(options) - {'checkpoint', 'map_location'}
+        if unknown or 'checkpoint' not in options:
+            raise ValueError(f"{type(self).__name__}'s init_cfg Pretrained takes 'checkpoint' (required) and "
+                             f"'map_location'; got {sorted(options)}")
+        checkpoint, map_location = options['checkpoint'], options.get('map_location', 'cpu')
+        params_elsewhere = sorted(k for k in self.state_dict() if not k.startswith(('backbone.', 'head.')))
+        if params_elsewhere:
+            raise CheckpointError(f'Pretrained classifier checkpoints hold a backbone and a head only; this model '
+                                  f'has other weights, which nothing would load: {params_elsewhere[:5]}')
+        keys = extract_state_dict(CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location)).keys()
+        backbone_prefix = 'backbone.' if any(k.startswith('backbone.') for k in keys) else None
+        load_pretrained(self.backbone, checkpoint, prefix=backbone_prefix, map_location=map_location,
+                        ignore_prefixes=('head.', ))
+        load_pretrained(self.head, checkpoint, prefix='head.', map_location=map_location, ignore_prefixes=())
+        self._is_init = True
