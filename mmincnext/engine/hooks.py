@@ -19,10 +19,10 @@ class NonFiniteLossHook(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if not outputs or 'loss' not in outputs:
             return
-        loss = float(outputs['loss'])
+        loss = float(torch.as_tensor(outputs['loss']).detach())
         if math.isfinite(loss):
             return
-        terms = ', '.join(f'{k}={float(v):.4g}' for k, v in outputs.items() if 'loss' in k)
+        terms = ', '.join(f'{k}={float(torch.as_tensor(v).detach()):.4g}' for k, v in outputs.items() if 'loss' in k)
         raise FloatingPointError(f'Non-finite loss at iteration {runner.iter + 1} (epoch {runner.epoch}): '
                                  f'loss={loss}; terms: {terms}. Stopping instead of training on NaN; lower the '
                                  'learning rate or check the data of this iteration.')

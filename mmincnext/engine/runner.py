@@ -1,6 +1,7 @@
 import os
 import os.path as osp
 
+from mmengine.dist import master_only
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -14,6 +15,7 @@ class AtomicCheckpointRunner(Runner):
     same folder and renamed over the final name only once complete (``os.replace`` is atomic on POSIX).
     """
 
+    @master_only  # as Runner.save_checkpoint: only rank 0 writes
     def save_checkpoint(self, out_dir, filename, *args, **kwargs):
         partial = f'.{filename}.partial'
         super().save_checkpoint(out_dir, partial, *args, **kwargs)
