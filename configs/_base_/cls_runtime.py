@@ -1,6 +1,6 @@
-# mmpretrain's runtime (default_scope='mmpretrain', hooks, visualizer), plus the imports that register the
-# InceptionNeXt backbone, the classifier and its head (mmincnext.models.classifiers needs mmpretrain, so
-# `import mmincnext` alone does not load it) and the synthetic dataset.
+# mmpretrain's runtime (default_scope='mmpretrain', hooks, visualizer) and this package's reliable-training settings,
+# plus the imports that register the InceptionNeXt backbone, the classifier and its head (mmincnext.models.classifiers
+# needs mmpretrain, so `import mmincnext` alone does not load it) and the synthetic dataset.
 _base_ = ['mmpretrain::_base_/default_runtime.py', './reliable_runtime.py']
 
 custom_imports = dict(imports=['mmincnext', 'mmincnext.models.classifiers', 'mmincnext.datasets'],
