@@ -30,6 +30,7 @@ from mmseg.registry import DATASETS
 GENERATOR_VERSION = 1
 SPLITS = ('training', 'validation')
 OTHER, BACKDROP = 0, 1
+LUMA = np.array([0.114, 0.587, 0.299], dtype=np.float32)  # BGR weights (images are written as BGR)
 
 
 # --- shapes: masks in an object's own (rotated, centred) coordinates; r is the object's radius in pixels ---
@@ -74,18 +75,18 @@ def _disc(x, y, r, rng):
 
 # --- textures: a pattern in [0, 1] that blends an object's two colours; periods are in pixels ---
 def _dots(x, y, r, rng):
-    period = rng.uniform(5, 8)
+    period = rng.uniform(8, 12)
     dx, dy = np.mod(x, period) - period / 2, np.mod(y, period) - period / 2
     return (np.hypot(dx, dy) <= period * rng.uniform(0.25, 0.35)).astype(np.float32)
 
 
 def _checker(x, y, r, rng):
-    cell = rng.uniform(3, 6)
+    cell = rng.uniform(5, 9)
     return np.mod(np.floor(x / cell) + np.floor(y / cell), 2).astype(np.float32)
 
 
 def _stripes(x, y, r, rng):
-    period = rng.uniform(4, 8)
+    period = rng.uniform(8, 12)
     return (np.mod(x, period) < period / 2).astype(np.float32)
 
 
@@ -94,12 +95,12 @@ def _speckle(x, y, r, rng):
 
 
 def _grid(x, y, r, rng):
-    period, width = rng.uniform(6, 10), rng.uniform(1.5, 2.5)
+    period, width = rng.uniform(9, 13), rng.uniform(2, 3)
     return ((np.mod(x, period) < width) | (np.mod(y, period) < width)).astype(np.float32)
 
 
 def _waves(x, y, r, rng):
-    period, amplitude, wavelength = rng.uniform(5, 8), rng.uniform(2, 4), rng.uniform(12, 24)
+    period, amplitude, wavelength = rng.uniform(8, 12), rng.uniform(2, 4), rng.uniform(16, 28)
     return (np.mod(x + amplitude * np.sin(2 * np.pi * y / wavelength), period) < period / 2).astype(np.float32)
 
 
@@ -108,7 +109,7 @@ def _gradient(x, y, r, rng):
 
 
 def _concentric(x, y, r, rng):
-    period = rng.uniform(4, 7)
+    period = rng.uniform(7, 11)
     return (np.mod(np.hypot(x, y), period) < period / 2).astype(np.float32)
 
 
@@ -128,11 +129,11 @@ PALETTE = [[120, 120, 120], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 13
            [145, 30, 180], [70, 240, 240], [240, 50, 230]]
 
 
-def _colour_pair(rng: np.random.Generator, min_distance: float = 80.) -> Tuple[np.ndarray, np.ndarray]:
-    """Two random colours far enough apart that the texture between them stays visible."""
+def _colour_pair(rng: np.random.Generator, min_luma_gap: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Two random colours (any hues) whose brightness differs by at least ``min_luma_gap`` (of 255)."""
     while True:
         first, second = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
-        if np.linalg.norm(first - second) >= min_distance:
+        if abs(float((first - second) @ LUMA)) >= min_luma_gap:
             return first, second
 
 
@@ -144,14 +145,14 @@ def _smooth_noise(rng: np.random.Generator, shape: Tuple[int, int]) -> np.ndarra
 
 
 def _backdrop(rng: np.random.Generator, size: int) -> np.ndarray:
-    low, high = _colour_pair(rng, min_distance=40.)
+    low, high = _colour_pair(rng, min_luma_gap=20.)
     ramp = np.linspace(0, 1, size, dtype=np.float32)
     ramp = ramp[None, :] if rng.random() < 0.5 else ramp[:, None]
     pattern = 0.7 * _smooth_noise(rng, (size, size)) + 0.3 * ramp
     return low + pattern[..., None] * (high - low)
 
 
-def render_scene(rng: np.random.Generator, size: int = 128, num_objects: Tuple[int, int] = (3, 7),
+def render_scene(rng: np.random.Generator, size: int = 128, num_objects: Tuple[int, int] = (4, 8),
                  max_clutter: int = 2) -> Tuple[np.ndarray, np.ndarray]:
     """One scene: a ``(size, size, 3)`` uint8 image and its ``(size, size)`` uint8 label map."""
     image = _backdrop(rng, size)
@@ -159,7 +160,7 @@ def render_scene(rng: np.random.Generator, size: int = 128, num_objects: Tuple[i
     objects = [int(c) for c in rng.integers(0, len(OBJECT_CLASSES), size=rng.integers(*num_objects, endpoint=True))]
     objects += [-1] * int(rng.integers(0, max_clutter, endpoint=True))
     for index in rng.permutation(objects):  # clutter lands at any depth, occluding and occluded
-        radius = size * rng.uniform(0.08, 0.24)
+        radius = size * rng.uniform(0.10, 0.30)
         cx, cy = rng.uniform(0, size, size=2)
         angle = rng.uniform(0, 2 * np.pi)
         # Draw in a window around the object (every shape, rotated, lies within 1.6 radii of its centre).
@@ -176,7 +177,7 @@ def render_scene(rng: np.random.Generator, size: int = 128, num_objects: Tuple[i
         else:
             _, shape, texture = OBJECT_CLASSES[index]
             mask, pattern, value = shape(x, y, radius, rng), texture(x, y, radius, rng), index + 2
-        first, second = _colour_pair(rng)
+        first, second = _colour_pair(rng, min_luma_gap=80.)  # textures stay visible in brightness alone
         window = (slice(top, top + x.shape[0]), slice(left, left + x.shape[1]))
         image[window][mask] = (first + pattern[..., None] * (second - first))[mask]
         label[window][mask] = value
