@@ -37,8 +37,8 @@ MEMORY_FORMATS = dict(nchw=torch.contiguous_format, channels_last=torch.channels
 
 def parse_args(argv: Optional[Sequence[str]] = None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--models', default=','.join(DEFAULT_MODELS),
-                        help=f'comma-separated, from {DEFAULT_MODELS} (dense: ours,convnext_t)')
+    parser.add_argument('--models', help=f'comma-separated, from {DEFAULT_MODELS} (default: all; dense: '
+                        f'{",".join(DENSE_CONFIGS)})')
     parser.add_argument('--arch', default='tiny', help="InceptionNeXt arch for ours and timm's (default tiny)")
     parser.add_argument('--modes', default='infer,train', help='infer, train or both (default)')
     parser.add_argument('--batch-size', type=int, default=16, help='inference batch (default 16)')
@@ -56,9 +56,9 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     parser.add_argument('--json', help='write the results here')
     parser.add_argument('--plot', help='draw the img/s comparison as a PNG here (needs matplotlib)')
     args = parser.parse_args(argv)
-    args.models = [m for m in args.models.split(',') if m]
-    args.modes = [m for m in args.modes.split(',') if m]
     known = tuple(DENSE_CONFIGS) if args.dense else DEFAULT_MODELS
+    args.models = [m for m in args.models.split(',') if m] if args.models else list(known)
+    args.modes = [m for m in args.modes.split(',') if m]
     unknown = [m for m in args.models if m not in known] + [m for m in args.modes if m not in ('infer', 'train')]
     if unknown:
         parser.error(f'unknown model or mode {unknown}; models are {known}, modes infer/train')
@@ -102,6 +102,7 @@ def backbone_candidate(name: str, arch: str, img_size) -> Candidate:
 
 def dense_candidate(name: str, img_size, batch_size: int) -> Candidate:
     from mmengine.config import Config
+    from mmengine.hub import get_config
     from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import MODELS, init_default_scope
     from mmengine.structures import PixelData
@@ -109,7 +110,8 @@ def dense_candidate(name: str, img_size, batch_size: int) -> Candidate:
     import mmincnext  # noqa: F401
     import mmpretrain.models  # noqa: F401  (mmseg's ConvNeXt configs use mmpretrain.ConvNeXt)
 
-    cfg = Config.fromfile(DENSE_CONFIGS[name])
+    path = DENSE_CONFIGS[name]
+    cfg = get_config(path) if '::' in path else Config.fromfile(Path(__file__).resolve().parents[1] / path)
     init_default_scope('mmseg')
     cfg.model.backbone.pop('init_cfg', None)  # time random weights: nothing to download or read
     cfg.model.pop('pretrained', None)
@@ -145,18 +147,19 @@ def autocast(args):
 
 
 def make_step(cand: Candidate, module: nn.Module, mode: str, x: torch.Tensor, args) -> Callable:
+    # Each step sets the mode: a model is shared by its inference and training entries.
     if mode == 'infer':
-        module.eval()
 
         def step():
+            module.eval()
             with torch.inference_mode(), autocast(args):
                 return cand.forward(module, x)
         return step
-    module.train()
     optimizer = torch.optim.SGD(module.parameters(), lr=1e-9, momentum=0.9)
     scaler = torch.amp.GradScaler('cuda') if args.precision == 'amp' else None
 
     def step():
+        module.train()
         optimizer.zero_grad(set_to_none=True)
         with autocast(args):
             loss = cand.loss(module, x)

@@ -176,6 +176,10 @@ class InceptionNeXt(BaseModule):
             loads an official ``.pth``, a timm ``.safetensors`` or an mmengine checkpoint; a missing backbone key
             or a shape mismatch raises (see :func:`mmincnext.checkpoint.load_pretrained`). Defaults to
             truncated-normal (std 0.02) conv weights with zero bias.
+
+    Speed: the network runs channels-last whatever the input's layout (the MLPs are GEMMs over channels-last
+    views) and returns its outputs in the input's memory format. For inference, :meth:`switch_to_deploy` folds
+    the BNs and layer scales into the convs. ``tools/benchmark.py`` measures both.
     """
 
     arch_settings: Dict[str, dict] = {
