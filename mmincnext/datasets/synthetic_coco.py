@@ -33,6 +33,8 @@ OBJECTS = OBJECT_CLASSES[:5]
 CLASSES = tuple(name for name, _, _ in OBJECTS)
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48)]
 SPLITS = ('train2017', 'val2017')
+# Bump when the rendering changes, so an existing folder made by an older generator is not silently reused.
+GENERATOR_VERSION = 1
 # An instance stays at least this visible: placements that would hide more of an earlier one are redrawn, so no
 # annotation is a sliver and no object is hidden unannotated.
 MIN_VISIBLE_FRACTION = 0.5
@@ -40,14 +42,14 @@ MIN_VISIBLE_FRACTION = 0.5
 
 def _render_image(size: int, max_objects: int, rng: np.random.Generator):
     """One ``(size, size, 3)`` uint8 image and its instances ``[(class_index, visible_mask)]``, drawn back to
-    front, with radii of 12-26% of the image side."""
+    front, with radii of 15-30% of the image side."""
     image = _backdrop(rng, size)
     ys, xs = np.mgrid[:size, :size].astype(np.float32)
     masks, labels = [], []
     for _ in range(int(rng.integers(1, max_objects, endpoint=True))):
         for _attempt in range(20):
             label = int(rng.integers(len(OBJECTS)))
-            radius = size * rng.uniform(0.12, 0.26)
+            radius = size * rng.uniform(0.15, 0.30)
             cx, cy = rng.uniform(radius, size - radius, size=2)
             angle = rng.uniform(0, 2 * np.pi)
             x = np.cos(angle) * (xs - cx) + np.sin(angle) * (ys - cy)  # the object's own rotated coordinates
@@ -58,7 +60,7 @@ def _render_image(size: int, max_objects: int, rng: np.random.Generator):
                 break
         else:
             continue  # no placement keeps the others visible enough: one object fewer
-        first, second = _colour_pair(rng)
+        first, second = _colour_pair(rng, 80.)  # the texture's two colours, clearly apart
         image[mask] = (first + texture(x, y, radius, rng)[..., None] * (second - first))[mask]
         masks.append(mask)
         labels.append(label)
@@ -102,7 +104,7 @@ def generate_synthetic_coco(data_root: str, num_train_images: int = 600, num_val
     The folder appears atomically (written aside, then renamed), so an interrupted run never leaves half a set and
     concurrent runs agree. An existing folder made with other settings raises instead of being silently reused.
     """
-    settings = dict(scenes_generator_version=SCENES_VERSION, num_train_images=num_train_images,
+    settings = dict(generator_version=GENERATOR_VERSION, scenes_generator_version=SCENES_VERSION, num_train_images=num_train_images,
                     num_val_images=num_val_images, image_size=image_size, max_objects=max_objects, seed=seed,
                     classes=list(CLASSES))
     data_root = osp.abspath(data_root)
