@@ -6,3 +6,5 @@ from .synthetic_coco import SyntheticCocoDataset, generate_synthetic_coco
 
 __all__ = ['CheckedADE20KDataset', 'DatasetLayoutError', 'SyntheticScenesDataset', 'generate_synthetic_scenes']
 __all__ += ['CheckedCocoDataset', 'SyntheticCocoDataset', 'generate_synthetic_coco']
+from .synthetic_imagenet import SyntheticImageNet, generate_synthetic_imagenet
+__all__ += ['SyntheticImageNet', 'generate_synthetic_imagenet']
