@@ -61,5 +61,7 @@ param_scheduler = [
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters // 2)
 default_hooks = dict(
     logger=dict(interval=20),
-    checkpoint=dict(interval=max_iters // 2, max_keep_ckpts=2))
+    checkpoint=dict(interval=max_iters // 2, max_keep_ckpts=2),
+    # tools/test.py --show-dir paints every validation batch (mmseg's every 50th would paint none of the 15).
+    visualization=dict(interval=1))
 randomness = dict(seed=0)
