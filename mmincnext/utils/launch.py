@@ -31,6 +31,11 @@ def load_tool_config(config: str, cfg_options: Optional[dict], launcher: str, wo
 
 def build_runner(cfg: Config) -> Runner:
     """mmengine's Runner, or the class a config names in ``runner_type`` (as mmseg's and mmdet's tools do)."""
+    # mmseg's runtime names its visualizer 'visualizer', and mmengine keeps one instance per name per process: a
+    # second runner in the same process (tests, notebooks) would get the first one's, saving into its folder.
+    # Without a name the Runner names it after the experiment.
+    if isinstance(cfg.get('visualizer'), dict):
+        cfg.visualizer.pop('name', None)
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
 
 
