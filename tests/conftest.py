@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import timm
 import torch
@@ -23,13 +25,14 @@ def randomize_reference_state(model: torch.nn.Module, seed: int = 0) -> torch.nn
 
 @pytest.fixture(scope='session')
 def timm_reference():
-    """``timm_reference(arch)`` -> timm's ``inception_next_<arch>`` with random, non-trivial weights (cached)."""
+    """``timm_reference(arch)`` -> timm's ``inception_next_<arch>`` with random, non-trivial weights: built once,
+    handed out as a copy, since a test that trains it (BN statistics, gradients) must not change another's."""
     cache = {}
 
     def make(arch: str):
         if arch not in cache:
             torch.manual_seed(0)
             cache[arch] = randomize_reference_state(timm.create_model(f'inception_next_{arch}', pretrained=False))
-        return cache[arch]
+        return copy.deepcopy(cache[arch])
 
     return make
