@@ -7,7 +7,7 @@ area, as COCO annotates. Layout (mmdet's COCO layout, read by mmdet's COCO path)
 
     data_root/annotations/instances_{train,val}2017.json
     data_root/{train,val}2017/000001.jpg ...
-    data_root/generator.json        # the generation settings, checked on reuse
+    data_root/meta.json             # the generation settings, checked on reuse
 
 The train and val splits come from independent random streams of one seed: distinct, and the same bytes on every
 machine.
@@ -15,8 +15,6 @@ machine.
 import json
 import os
 import os.path as osp
-import shutil
-import tempfile
 
 import cv2
 import mmcv
@@ -25,6 +23,7 @@ import pycocotools.mask as mask_util
 from mmdet.registry import DATASETS
 
 from .coco import CheckedCocoDataset
+from .generated import write_once
 from .synthetic_scenes import GENERATOR_VERSION as SCENES_VERSION
 from .synthetic_scenes import OBJECT_CLASSES, _backdrop, _colour_pair
 
@@ -99,44 +98,23 @@ def _coco_split(split: str, num_images: int, image_size: int, max_objects: int, 
 
 def generate_synthetic_coco(data_root: str, num_train_images: int = 600, num_val_images: int = 100,
                             image_size: int = 128, max_objects: int = 4, seed: int = 0) -> dict:
-    """Write the set under ``data_root`` unless it is there already; returns the settings (``generator.json``).
+    """Write the set under ``data_root`` unless it is there already; returns the settings (``meta.json``).
 
-    The folder appears atomically (written aside, then renamed), so an interrupted run never leaves half a set and
-    concurrent runs agree. An existing folder made with other settings raises instead of being silently reused.
+    Written atomically and checked on reuse (:func:`~mmincnext.datasets.generated.write_once`).
     """
-    settings = dict(generator_version=GENERATOR_VERSION, scenes_generator_version=SCENES_VERSION, num_train_images=num_train_images,
-                    num_val_images=num_val_images, image_size=image_size, max_objects=max_objects, seed=seed,
+    settings = dict(generator_version=GENERATOR_VERSION, scenes_generator_version=SCENES_VERSION,
+                    num_train_images=num_train_images, num_val_images=num_val_images, image_size=image_size, max_objects=max_objects, seed=seed,
                     classes=list(CLASSES))
-    data_root = osp.abspath(data_root)
-    if not osp.exists(data_root):
-        parent = osp.dirname(data_root)
-        os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=f'.{osp.basename(data_root)}-', dir=parent)
-        try:
-            os.makedirs(osp.join(staging, 'annotations'))
-            for split, num_images in zip(SPLITS, (num_train_images, num_val_images)):
-                os.makedirs(osp.join(staging, split))
-                coco = _coco_split(split, num_images, image_size, max_objects, seed, osp.join(staging, split))
-                with open(osp.join(staging, 'annotations', f'instances_{split}.json'), 'w') as f:
-                    json.dump(coco, f)
-            with open(osp.join(staging, 'generator.json'), 'w') as f:
-                json.dump(settings, f, indent=2)
-            os.rename(staging, data_root)
-        except OSError:
-            if not osp.isdir(data_root):  # a concurrent run that won the rename is fine; anything else is not
-                raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    record = osp.join(data_root, 'generator.json')
-    if not osp.isfile(record):
-        raise FileExistsError(f'{data_root} exists but holds no generator.json, so it was not made by this '
-                              'generator; point data_root elsewhere or delete the folder')
-    with open(record) as f:
-        found = json.load(f)
-    if found != settings:
-        raise FileExistsError(f'{data_root} was generated with other settings ({found}) than requested '
-                              f'({settings}); delete the folder to regenerate it, or point data_root elsewhere')
-    return settings
+
+    def write(folder: str):
+        os.makedirs(osp.join(folder, 'annotations'))
+        for split, num_images in zip(SPLITS, (num_train_images, num_val_images)):
+            os.makedirs(osp.join(folder, split))
+            coco = _coco_split(split, num_images, image_size, max_objects, seed, osp.join(folder, split))
+            with open(osp.join(folder, 'annotations', f'instances_{split}.json'), 'w') as f:
+                json.dump(coco, f)
+
+    return write_once(data_root, settings, write)
 
 
 @DATASETS.register_module()

@@ -13,11 +13,7 @@ so colour says nothing. The layout is the one mmpretrain's ``ImageNet`` reads::
 Every image has its own random stream, seeded by (seed, split, class, index): the same settings give the same
 bytes, and the validation split never shares a stream with the training split.
 """
-import json
-import os
 import os.path as osp
-import shutil
-import tempfile
 from typing import Dict, Tuple
 
 import cv2
@@ -27,6 +23,7 @@ from mmpretrain.datasets import ImageNet
 from mmpretrain.registry import DATASETS
 
 from . import synthetic_scenes
+from .generated import write_once
 from .synthetic_scenes import OBJECT_CLASSES
 
 # Bump when the rendering changes, so an existing folder made by an older generator is not silently reused.
@@ -80,44 +77,23 @@ def generate_synthetic_imagenet(data_root: str, num_train: int = 160, num_val: i
     """Write both splits (``num_train`` / ``num_val`` images per class) under ``data_root`` unless they are there
     already; returns the settings (``meta.json``).
 
-    The folder appears atomically (written aside, then renamed), so an interrupted run never leaves half a
-    dataset, and concurrent runs agree. An existing folder made with other settings raises instead of mixing.
+    Written atomically and checked on reuse (:func:`~mmincnext.datasets.generated.write_once`).
     """
     # The shapes and textures are the scenes generator's: its version is part of ours.
     meta = dict(generator_version=[GENERATOR_VERSION, synthetic_scenes.GENERATOR_VERSION], seed=seed,
                 image_size=image_size, images_per_class=dict(train=num_train, val=num_val), classes=list(CLASSES))
-    data_root = osp.abspath(data_root)
-    if not osp.exists(data_root):
-        parent = osp.dirname(data_root)
-        os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=f'.{osp.basename(data_root)}-', dir=parent)
-        try:
-            for split_id, split in enumerate(SPLITS):
-                for class_index, class_name in enumerate(CLASSES):
-                    stem = class_name if split == 'train' else split
-                    for i in range(meta['images_per_class'][split]):
-                        image = render_object_image(np.random.default_rng((seed, split_id, class_index, i)),
-                                                    class_index, image_size)
-                        mmcv.imwrite(image, osp.join(staging, split, class_name, f'{stem}_{i:05d}.JPEG'),
-                                     params=[cv2.IMWRITE_JPEG_QUALITY, 90])
-            with open(osp.join(staging, 'meta.json'), 'w') as f:
-                json.dump(meta, f, indent=2)
-            os.rename(staging, data_root)
-        except OSError:
-            if not osp.isdir(data_root):  # a concurrent run that won the rename is fine; anything else is not
-                raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    meta_file = osp.join(data_root, 'meta.json')
-    if not osp.isfile(meta_file):
-        raise FileExistsError(f'{data_root} exists but holds no meta.json, so it was not made by this generator; '
-                              'point data_root elsewhere or delete the folder')
-    with open(meta_file) as f:
-        found = json.load(f)
-    if found != meta:
-        raise FileExistsError(f'{data_root} was generated with other settings ({found}) than requested ({meta}); '
-                              'delete the folder to regenerate it, or point data_root elsewhere')
-    return meta
+
+    def write(folder: str):
+        for split_id, split in enumerate(SPLITS):
+            for class_index, class_name in enumerate(CLASSES):
+                stem = class_name if split == 'train' else split
+                for i in range(meta['images_per_class'][split]):
+                    image = render_object_image(np.random.default_rng((seed, split_id, class_index, i)),
+                                                class_index, image_size)
+                    mmcv.imwrite(image, osp.join(folder, split, class_name, f'{stem}_{i:05d}.JPEG'),
+                                 params=[cv2.IMWRITE_JPEG_QUALITY, 90])
+
+    return write_once(data_root, meta, write)
 
 
 @DATASETS.register_module()

@@ -13,11 +13,7 @@ index, exactly as for ADE20K's unlabelled pixels. Layout (what mmseg's ``ADE20KD
 Every image has its own random stream, seeded by (seed, split, index): the same settings give the same bytes,
 and the validation split never shares a stream with the training split.
 """
-import json
-import os
 import os.path as osp
-import shutil
-import tempfile
 from typing import Callable, Dict, Tuple
 
 import cv2
@@ -25,6 +21,8 @@ import mmcv
 import numpy as np
 from mmseg.datasets import ADE20KDataset
 from mmseg.registry import DATASETS
+
+from .generated import write_once
 
 # Bump when the rendering changes, so an existing folder made by an older generator is not silently reused.
 GENERATOR_VERSION = 1
@@ -189,42 +187,21 @@ def generate_synthetic_scenes(data_root: str, num_train: int = 600, num_val: int
                               seed: int = 0) -> Dict:
     """Write both splits under ``data_root`` unless they are there already; returns the settings (``meta.json``).
 
-    The folder appears atomically (written aside, then renamed), so an interrupted run never leaves half a
-    dataset, and concurrent runs agree. An existing folder made with other settings raises instead of mixing.
+    Written atomically and checked on reuse (:func:`~mmincnext.datasets.generated.write_once`).
     """
     meta = dict(generator_version=GENERATOR_VERSION, seed=seed, image_size=image_size,
                 num_images=dict(training=num_train, validation=num_val), classes=list(CLASSES))
-    data_root = osp.abspath(data_root)
-    if not osp.exists(data_root):
-        parent = osp.dirname(data_root)
-        os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=f'.{osp.basename(data_root)}-', dir=parent)
-        try:
-            for split_id, split in enumerate(SPLITS):
-                for i in range(meta['num_images'][split]):
-                    image, label = render_scene(np.random.default_rng((seed, split_id, i)), image_size)
-                    name = f'scene_{i:05d}'
-                    mmcv.imwrite(image, osp.join(staging, 'images', split, name + '.jpg'),
-                                 params=[cv2.IMWRITE_JPEG_QUALITY, 90])
-                    mmcv.imwrite(label, osp.join(staging, 'annotations', split, name + '.png'))
-            with open(osp.join(staging, 'meta.json'), 'w') as f:
-                json.dump(meta, f, indent=2)
-            os.rename(staging, data_root)
-        except OSError:
-            if not osp.isdir(data_root):  # a concurrent run that won the rename is fine; anything else is not
-                raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    meta_file = osp.join(data_root, 'meta.json')
-    if not osp.isfile(meta_file):
-        raise FileExistsError(f'{data_root} exists but holds no meta.json, so it was not made by this generator; '
-                              'point data_root elsewhere or delete the folder')
-    with open(meta_file) as f:
-        found = json.load(f)
-    if found != meta:
-        raise FileExistsError(f'{data_root} was generated with other settings ({found}) than requested ({meta}); '
-                              'delete the folder to regenerate it, or point data_root elsewhere')
-    return meta
+
+    def write(folder: str):
+        for split_id, split in enumerate(SPLITS):
+            for i in range(meta['num_images'][split]):
+                image, label = render_scene(np.random.default_rng((seed, split_id, i)), image_size)
+                name = f'scene_{i:05d}'
+                mmcv.imwrite(image, osp.join(folder, 'images', split, name + '.jpg'),
+                             params=[cv2.IMWRITE_JPEG_QUALITY, 90])
+                mmcv.imwrite(label, osp.join(folder, 'annotations', split, name + '.png'))
+
+    return write_once(data_root, meta, write)
 
 
 @DATASETS.register_module()
