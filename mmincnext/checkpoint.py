@@ -106,13 +106,16 @@ def extract_state_dict(checkpoint: dict, prefix: Optional[str] = None, source: s
             checkpoint = checkpoint[key]
             break
     state_dict = {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in checkpoint.items()}
-    if prefix:
-        selected = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        if not selected:
-            raise CheckpointError(f'No key of {source} starts with prefix {prefix!r}; its keys begin with '
-                                  f'{sorted({k.split(".")[0] + "." for k in state_dict})}')
-        state_dict = selected
-    return state_dict
+    return select_prefix(state_dict, prefix, source) if prefix else state_dict
+
+
+def select_prefix(state_dict: dict, prefix: str, source: str = 'checkpoint') -> dict:
+    """The entries of a flat ``state_dict`` under ``prefix``, with ``prefix`` removed; none is an error."""
+    selected = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if not selected:
+        raise CheckpointError(f'No key of {source} starts with prefix {prefix!r}; its keys begin with '
+                              f'{sorted({k.split(".")[0] + "." for k in state_dict})}')
+    return selected
 
 
 def _listing(title: str, items: Sequence[str], limit: int = 20) -> str:
@@ -127,7 +130,21 @@ def load_pretrained(module: torch.nn.Module,
                     map_location='cpu',
                     ignore_prefixes: Iterable[str] = ('head.', ),
                     optional_prefixes: Iterable[str] = ()) -> None:
-    """Load ``checkpoint`` into ``module`` and fail loudly on anything that does not fit.
+    """Read ``checkpoint`` (its entries under ``prefix``, if given) and load them into ``module`` with
+    :func:`load_state_dict_strictly`."""
+    raw = CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location)
+    state_dict = extract_state_dict(raw, prefix, source=repr(checkpoint))
+    source = repr(checkpoint) + (f' (prefix {prefix!r})' if prefix else '')
+    load_state_dict_strictly(module, state_dict, source, ignore_prefixes, optional_prefixes)
+
+
+def load_state_dict_strictly(module: torch.nn.Module,
+                             state_dict: dict,
+                             source: str,
+                             ignore_prefixes: Iterable[str] = ('head.', ),
+                             optional_prefixes: Iterable[str] = ()) -> None:
+    """Load a flat ``state_dict`` (read from ``source``) into ``module`` and fail loudly on anything that does not
+    fit.
 
     Keys under ``ignore_prefixes`` (the classification head, for a backbone) are skipped and reported. Every other
     key must match a parameter or buffer of the same shape, and every parameter or buffer of ``module`` must be
@@ -136,10 +153,8 @@ def load_pretrained(module: torch.nn.Module,
     unexpected and mismatched keys.
     """
     ignore_prefixes, optional_prefixes = tuple(ignore_prefixes), tuple(optional_prefixes)
-    raw = CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location)
-    state_dict = extract_state_dict(raw, prefix, source=repr(checkpoint))
     skipped = sorted(k for k in state_dict if ignore_prefixes and k.startswith(ignore_prefixes))
-    state_dict = {k: v for k, v in state_dict.items() if k not in set(skipped)}
+    state_dict = {k: v for k, v in state_dict.items() if not (ignore_prefixes and k.startswith(ignore_prefixes))}
 
     own = module.state_dict()
     missing = [k for k in own if k not in state_dict and not k.endswith('num_batches_tracked')
@@ -151,10 +166,9 @@ def load_pretrained(module: torch.nn.Module,
         problems = ''.join(_listing(title, items) for title, items in (
             ('missing in the checkpoint', missing), ('unexpected in the checkpoint', unexpected),
             ('shape mismatch', mismatched)) if items)
-        raise CheckpointError(f'Checkpoint {checkpoint!r}' + (f' (prefix {prefix!r})' if prefix else '') +
-                              f' does not fit {type(module).__name__}:{problems}\n'
+        raise CheckpointError(f'Checkpoint {source} does not fit {type(module).__name__}:{problems}\n'
                               'Is it the checkpoint of another arch (width or depth)?')
     module.load_state_dict(state_dict, strict=False)
-    print_log(f'Loaded {len(state_dict)} tensors into {type(module).__name__} from {checkpoint!r}' +
+    print_log(f'Loaded {len(state_dict)} tensors into {type(module).__name__} from {source}' +
               (f'; skipped {len(skipped)} keys ({", ".join(sorted({k.split(".")[0] for k in skipped}))}.*)'
                if skipped else ''), logger='current')

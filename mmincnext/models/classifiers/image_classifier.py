@@ -3,7 +3,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 
-from ...checkpoint import CheckpointError, extract_state_dict, load_pretrained
+from ...checkpoint import CheckpointError, extract_state_dict, load_state_dict_strictly, select_prefix
 
 
 @MODELS.register_module()
@@ -36,9 +36,14 @@ class InceptionNeXtClassifier(ImageClassifier):
         if params_elsewhere:
             raise CheckpointError(f'Pretrained classifier checkpoints hold a backbone and a head only; this model '
                                   f'has other weights, which nothing would load: {params_elsewhere[:5]}')
-        keys = extract_state_dict(CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location)).keys()
-        backbone_prefix = 'backbone.' if any(k.startswith('backbone.') for k in keys) else None
-        load_pretrained(self.backbone, checkpoint, prefix=backbone_prefix, map_location=map_location,
-                        ignore_prefixes=('head.', ))
-        load_pretrained(self.head, checkpoint, prefix='head.', map_location=map_location, ignore_prefixes=())
+        # Read once; the backbone and the head each take their part.
+        state_dict = extract_state_dict(CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location))
+        source = repr(checkpoint)
+        if any(k.startswith('backbone.') for k in state_dict):
+            load_state_dict_strictly(self.backbone, select_prefix(state_dict, 'backbone.', source),
+                                     f"{source} (prefix 'backbone.')")
+        else:
+            load_state_dict_strictly(self.backbone, state_dict, source)
+        load_state_dict_strictly(self.head, select_prefix(state_dict, 'head.', source), f"{source} (prefix 'head.')",
+                                 ignore_prefixes=())
         self._is_init = True
