@@ -4,11 +4,10 @@
     python tools/test.py configs/upernet_incnext_t_ade20k.py CHECKPOINT [--tta] [--show-dir DIR] [--out PATH]
 """
 import argparse
-import os
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
-from mmincnext.utils import adapt_to_machine, build_runner, init_cpu_distributed, load_tool_config
+from mmincnext.utils import build_runner, load_tool_config, parse_tool_args
 
 
 def parse_args(argv=None):
@@ -26,16 +25,7 @@ def parse_args(argv=None):
     parser.add_argument('--tta', action='store_true',
                         help="test-time augmentation with the config's tta_model and tta_pipeline "
                         '(segmentation: multi-scale 0.5-1.75 and flip)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings: key=value pairs (list values as key="[a,b]" with no white space)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-                        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_tool_args(parser, argv)
 
 
 def enable_visualization(cfg: Config, args, scope: str) -> None:
@@ -79,8 +69,6 @@ def main(argv=None):
         enable_tta(cfg)
     if args.out is not None and scope == 'mmseg':
         cfg.test_evaluator.update(output_dir=args.out, keep_results=True)
-    adapt_to_machine(cfg, args.launcher)
-    init_cpu_distributed(cfg, args.launcher)
 
     runner = build_runner(cfg)
     if args.out is not None and scope != 'mmseg':

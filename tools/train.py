@@ -4,11 +4,8 @@ decides. Arguments follow mmseg's tools/train.py; runs unchanged on a CPU-only m
     python tools/train.py configs/upernet_incnext_t_ade20k.py [--work-dir DIR] [--resume [CKPT]] [--amp]
 """
 import argparse
-import os
 
-from mmengine.config import DictAction
-
-from mmincnext.utils import adapt_to_machine, build_runner, enable_amp, init_cpu_distributed, load_tool_config
+from mmincnext.utils import build_runner, enable_amp, load_tool_config, parse_tool_args
 
 
 def parse_args(argv=None):
@@ -24,18 +21,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--auto-scale-lr', action='store_true',
         help="scale the learning rate by the actual total batch size over the config's auto_scale_lr.base_batch_size")
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings: key=value pairs (e.g. train_dataloader.batch_size=4, list values as '
-        'key="[a,b]" with no white space)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-                        help='job launcher')
-    # torch.distributed.launch passes --local-rank (PyTorch >= 2.0) or --local_rank.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_tool_args(parser, argv)
 
 
 def main(argv=None):
@@ -53,8 +39,6 @@ def main(argv=None):
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    adapt_to_machine(cfg, args.launcher)
-    init_cpu_distributed(cfg, args.launcher)
 
     runner = build_runner(cfg)
     runner.train()

@@ -1,11 +1,13 @@
 """What tools/train.py and tools/test.py share: loading the config, adapting it so that one config runs on 8 GPUs
 and on a CPU-only machine unchanged, and building the runner."""
+import argparse
+import os
 import os.path as osp
 from contextlib import contextmanager
 from typing import Any, Optional
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.device import get_device
 from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper
@@ -13,6 +15,23 @@ from mmengine.registry import OPTIM_WRAPPERS, RUNNERS
 from mmengine.runner import Runner
 
 SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
+
+
+def parse_tool_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse a tool's command line after adding the arguments every tool shares with mmseg's: ``--cfg-options``,
+    ``--launcher`` and ``--local-rank`` (exported as ``LOCAL_RANK`` for mmengine unless already set)."""
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings: key=value pairs (e.g. train_dataloader.batch_size=4, list values as '
+        'key="[a,b]" with no white space)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher')
+    # torch.distributed.launch passes --local-rank (PyTorch >= 2.0) or --local_rank.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
 
 
 def load_tool_config(config: str, cfg_options: Optional[dict], launcher: str, work_dir: Optional[str]) -> Config:
@@ -30,7 +49,11 @@ def load_tool_config(config: str, cfg_options: Optional[dict], launcher: str, wo
 
 
 def build_runner(cfg: Config) -> Runner:
-    """mmengine's Runner, or the class a config names in ``runner_type`` (as mmseg's and mmdet's tools do)."""
+    """mmengine's Runner, or the class a config names in ``runner_type`` (as mmseg's and mmdet's tools do), for a
+    config from :func:`load_tool_config`: first adapted to this machine (:func:`adapt_to_machine`), with the CPU
+    process group started for a distributed run without CUDA (:func:`init_cpu_distributed`)."""
+    adapt_to_machine(cfg, cfg.launcher)
+    init_cpu_distributed(cfg, cfg.launcher)
     # mmseg's runtime names its visualizer 'visualizer', and mmengine keeps one instance per name per process: a
     # second runner in the same process (tests, notebooks) would get the first one's, saving into its folder.
     # Without a name the Runner names it after the experiment.
