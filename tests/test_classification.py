@@ -268,21 +268,6 @@ def test_existing_folder_with_other_settings_raises(small_root, tmp_path):
         SyntheticImageNet(data_root=str(small_root), split='test', **SMALL)
 
 
-def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
-    calls = []
-
-    def failing_imwrite(*args, **kwargs):
-        calls.append(args[1])
-        if len(calls) > 5:
-            raise KeyboardInterrupt
-        return mmcv.imwrite(*args, **kwargs)
-
-    monkeypatch.setattr(synthetic.mmcv, 'imwrite', failing_imwrite)
-    with pytest.raises(KeyboardInterrupt):
-        generate_synthetic_imagenet(str(tmp_path / 'synthetic_imagenet'), **SMALL)
-    assert list(tmp_path.iterdir()) == []
-
-
 # --- the demo: train with tools/train.py, then hand the backbone to a dense model ---
 @pytest.fixture(scope='module')
 def demo_run(tmp_path_factory):

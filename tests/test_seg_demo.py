@@ -96,21 +96,6 @@ def test_existing_folder_with_other_settings_raises(small_root, tmp_path):
         generate_synthetic_scenes(str(tmp_path / 'foreign'), **SMALL)
 
 
-def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
-    calls = []
-
-    def failing_imwrite(*args, **kwargs):
-        calls.append(args[1])
-        if len(calls) > 5:
-            raise KeyboardInterrupt
-        return mmcv.imwrite(*args, **kwargs)
-
-    monkeypatch.setattr(scenes.mmcv, 'imwrite', failing_imwrite)
-    with pytest.raises(KeyboardInterrupt):
-        generate_synthetic_scenes(str(tmp_path / 'scenes'), **SMALL)
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_mmseg_ade20k_loading_path_reads_it(small_root):
     init_default_scope('mmseg')
     dataset = DATASETS.build(dict(
