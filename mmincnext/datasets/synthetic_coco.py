@@ -103,8 +103,8 @@ def generate_synthetic_coco(data_root: str, num_train_images: int = 600, num_val
     Written atomically and checked on reuse (:func:`~mmincnext.datasets.generated.write_once`).
     """
     settings = dict(generator_version=GENERATOR_VERSION, scenes_generator_version=SCENES_VERSION,
-                    num_train_images=num_train_images, num_val_images=num_val_images, image_size=image_size, max_objects=max_objects, seed=seed,
-                    classes=list(CLASSES))
+                    num_train_images=num_train_images, num_val_images=num_val_images, image_size=image_size,
+                    max_objects=max_objects, seed=seed, classes=list(CLASSES))
 
     def write(folder: str):
         os.makedirs(osp.join(folder, 'annotations'))
