@@ -103,19 +103,15 @@ def backbone_candidate(name: str, arch: str, img_size) -> Candidate:
 def dense_candidate(name: str, img_size, batch_size: int) -> Candidate:
     from mmengine.config import Config
     from mmengine.hub import get_config
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import MODELS, init_default_scope
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
-    import mmincnext  # noqa: F401
     import mmpretrain.models  # noqa: F401  (mmseg's ConvNeXt configs use mmpretrain.ConvNeXt)
+
+    from mmincnext.utils import build_model_from_config
 
     path = DENSE_CONFIGS[name]
     cfg = get_config(path) if '::' in path else Config.fromfile(Path(__file__).resolve().parents[1] / path)
-    init_default_scope('mmseg')
-    cfg.model.backbone.pop('init_cfg', None)  # time random weights: nothing to download or read
-    cfg.model.pop('pretrained', None)
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    model = build_model_from_config(cfg)  # random weights: nothing to download or read
     num_classes = model.decode_head.num_classes
     gen = torch.Generator().manual_seed(0)
 

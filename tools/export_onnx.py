@@ -96,14 +96,10 @@ def build_model(args) -> nn.Module:
             load_pretrained(model, args.checkpoint, optional_prefixes=tuple(f'norm{i}.' for i in model.out_indices))
         return model.eval()
     from mmengine.config import Config
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import MODELS, init_default_scope
     from mmengine.runner import load_checkpoint
-    cfg = Config.fromfile(args.config)
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    cfg.model.backbone.pop('init_cfg', None)  # the weights come from --checkpoint (or stay random)
-    cfg.model.pop('pretrained', None)
-    model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
+
+    from mmincnext.utils import build_model_from_config
+    model = build_model_from_config(Config.fromfile(args.config)).eval()  # weights from --checkpoint, or random
     if args.checkpoint:
         load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     if args.backbone_only:

@@ -14,10 +14,10 @@ from typing import Optional, Sequence
 import torch
 from mmengine.analysis import get_model_complexity_info
 from mmengine.config import Config, DictAction
-from mmengine.model import BaseModel, revert_sync_batchnorm
-from mmengine.registry import MODELS, init_default_scope
+from mmengine.model import BaseModel
 
 import mmincnext  # noqa: F401  (registers InceptionNeXt and the safe checkpoint reader)
+from mmincnext.utils import build_model_from_config
 
 
 def parse_args(argv: Optional[Sequence[str]] = None):
@@ -58,8 +58,7 @@ def complexity(config: str, shape: Optional[Sequence[int]] = None, cfg_options: 
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmengine'))
-    model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
+    model = build_model_from_config(cfg).eval()
     aux_params = 0
     if getattr(model, 'auxiliary_head', None) is not None:
         aux_params = sum(p.numel() for p in model.auxiliary_head.parameters())

@@ -1,5 +1,6 @@
-"""What tools/train.py and tools/test.py share: loading the config, adapting it so that one config runs on 8 GPUs
-and on a CPU-only machine unchanged, and building the runner."""
+"""What the tools share: loading the config, adapting it so that one config runs on 8 GPUs and on a CPU-only machine
+unchanged, and building the runner (train.py, test.py) or the bare model (get_flops.py, export_onnx.py,
+benchmark.py)."""
 import argparse
 import os
 import os.path as osp
@@ -10,8 +11,9 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.device import get_device
 from mmengine.logging import print_log
+from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import OptimWrapper
-from mmengine.registry import OPTIM_WRAPPERS, RUNNERS
+from mmengine.registry import MODELS, OPTIM_WRAPPERS, RUNNERS, init_default_scope
 from mmengine.runner import Runner
 
 SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
@@ -60,6 +62,14 @@ def build_runner(cfg: Config) -> Runner:
     if isinstance(cfg.get('visualizer'), dict):
         cfg.visualizer.pop('name', None)
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+
+
+def build_model_from_config(cfg: Config) -> torch.nn.Module:
+    """The config's model for the tools that only run it: built in the config's ``default_scope``, SyncBN reverted
+    to BN. Its weights are the constructors' (random): ``init_weights``, where ``init_cfg`` and ``pretrained``
+    would load a checkpoint, is not called, so nothing is downloaded or read."""
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    return revert_sync_batchnorm(MODELS.build(cfg.model))
 
 
 @OPTIM_WRAPPERS.register_module()
