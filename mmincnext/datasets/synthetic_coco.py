@@ -25,7 +25,7 @@ from mmdet.registry import DATASETS
 from .coco import CheckedCocoDataset
 from .generated import write_once
 from .synthetic_scenes import GENERATOR_VERSION as SCENES_VERSION
-from .synthetic_scenes import OBJECT_CLASSES, _backdrop, _colour_pair
+from .synthetic_scenes import OBJECT_CLASSES, _backdrop, _colour_pair, object_coordinates
 
 # disc (dots), square (checker), triangle (stripes), ring (speckle), cross (grid)
 OBJECTS = OBJECT_CLASSES[:5]
@@ -51,8 +51,7 @@ def _render_image(size: int, max_objects: int, rng: np.random.Generator):
             radius = size * rng.uniform(0.15, 0.30)
             cx, cy = rng.uniform(radius, size - radius, size=2)
             angle = rng.uniform(0, 2 * np.pi)
-            x = np.cos(angle) * (xs - cx) + np.sin(angle) * (ys - cy)  # the object's own rotated coordinates
-            y = -np.sin(angle) * (xs - cx) + np.cos(angle) * (ys - cy)
+            x, y = object_coordinates(xs, ys, cx, cy, angle)
             _, shape, texture = OBJECTS[label]
             mask = shape(x, y, radius, rng)
             if all((_visible(masks, i) & ~mask).sum() >= MIN_VISIBLE_FRACTION * m.sum() for i, m in enumerate(masks)):

@@ -24,7 +24,7 @@ from mmpretrain.registry import DATASETS
 
 from . import synthetic_scenes
 from .generated import write_once
-from .synthetic_scenes import OBJECT_CLASSES
+from .synthetic_scenes import OBJECT_CLASSES, object_coordinates
 
 # Bump when the rendering changes, so an existing folder made by an older generator is not silently reused.
 GENERATOR_VERSION = 1
@@ -58,13 +58,12 @@ def render_object_image(rng: np.random.Generator, class_index: int, size: int = 
     # Backdrop: one colour with a low-frequency shading.
     coarse = rng.uniform(-30, 30, size=(int(rng.integers(2, 6)), ) * 2).astype(np.float32)
     image = backdrop + cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)[..., None]
-    # The object, in its own rotated coordinates.
+    # The object, drawn in its own frame.
     radius = size * rng.uniform(0.3, 0.42)
     cx, cy = rng.uniform(0.45, 0.55, size=2) * size
     angle = rng.uniform(0, 2 * np.pi)
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
-    x = np.cos(angle) * (xs - cx) + np.sin(angle) * (ys - cy)
-    y = -np.sin(angle) * (xs - cx) + np.cos(angle) * (ys - cy)
+    x, y = object_coordinates(xs, ys, cx, cy, angle)
     mask = shape(x, y, radius, rng)
     pattern = texture(x, y, radius, rng)[..., None]
     image[mask] = (first + pattern * (second - first))[mask]

@@ -127,6 +127,14 @@ PALETTE = [[120, 120, 120], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 13
            [145, 30, 180], [70, 240, 240], [240, 50, 230]]
 
 
+def object_coordinates(xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, angle: float):
+    """Pixel grids ``xs``, ``ys`` in an object's own frame: centred on ``(cx, cy)``, rotated by ``angle``. The
+    shapes and textures above are drawn in these coordinates."""
+    x = np.cos(angle) * (xs - cx) + np.sin(angle) * (ys - cy)
+    y = -np.sin(angle) * (xs - cx) + np.cos(angle) * (ys - cy)
+    return x, y
+
+
 def _colour_pair(rng: np.random.Generator, min_luma_gap: float) -> Tuple[np.ndarray, np.ndarray]:
     """Two random colours (any hues) whose brightness differs by at least ``min_luma_gap`` (of 255)."""
     while True:
@@ -165,8 +173,7 @@ def render_scene(rng: np.random.Generator, size: int = 128, num_objects: Tuple[i
         reach = 1.6 * radius
         top, left = max(int(cy - reach), 0), max(int(cx - reach), 0)
         ys, xs = np.mgrid[top:min(int(cy + reach) + 1, size), left:min(int(cx + reach) + 1, size)]
-        x = np.cos(angle) * (xs - cx) + np.sin(angle) * (ys - cy)
-        y = -np.sin(angle) * (xs - cx) + np.cos(angle) * (ys - cy)
+        x, y = object_coordinates(xs, ys, cx, cy, angle)
         if index < 0:  # clutter: an irregular blob, flat colour with mottling
             theta = np.arctan2(y, x)
             edge = radius * (1 + sum(rng.uniform(-0.2, 0.2) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
