@@ -1,8 +1,31 @@
+"""Shared test helpers (imported as ``from conftest import ...``) and fixtures."""
 import copy
+import importlib.util
+from pathlib import Path
 
 import pytest
 import timm
 import torch
+from mmengine.config import Config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_tool(name: str):
+    """``tools/<name>.py`` as a module, to call its ``main(argv)`` as the command line would."""
+    spec = importlib.util.spec_from_file_location(f'mmincnext_tools_{name}', REPO / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_config(name: str) -> Config:
+    """``configs/<name>``."""
+    return Config.fromfile(str(REPO / 'configs' / name))
+
+
+def relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
+    return ((ours - reference).norm() / reference.norm()).item()
 
 
 def randomize_reference_state(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -2,7 +2,6 @@
 the recipe against timm's optimizer grouping, the synthetic ImageNet-layout set, and the pretrain -> dense hand-off.
 """
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS, MODELS
 from safetensors.torch import save_file
 from timm.optim import param_groups_weight_decay
+from conftest import REPO, load_config, load_tool, relative_error
 
 import mmincnext.datasets.synthetic_imagenet as synthetic
 from mmincnext.checkpoint import CheckpointError, read_checkpoint
@@ -24,7 +24,6 @@ from mmincnext.datasets.synthetic_imagenet import SyntheticImageNet, generate_sy
 from mmincnext.models import InceptionNeXt
 from mmincnext.models.classifiers import InceptionNeXtClassifier
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = dict(atto='incnext_atto_in1k.py', tiny='incnext_t_in1k.py', small='incnext_s_in1k.py',
                base='incnext_b_in1k.py')
 DEMO_CONFIG = REPO / 'configs' / 'demo' / 'incnext_cls_demo.py'
@@ -34,17 +33,9 @@ PAPER_DROP_PATH = dict(tiny=0.1, small=0.3, base=0.4)
 SMALL = dict(num_train=6, num_val=3, image_size=48)
 
 
-def load_config(name) -> Config:
-    return Config.fromfile(str(REPO / 'configs' / name))
-
-
 def build_model(cfg_model) -> InceptionNeXtClassifier:
     init_default_scope('mmpretrain')
     return MODELS.build(cfg_model)
-
-
-def relative_error(ours, reference):
-    return ((ours - reference).norm() / reference.norm()).item()
 
 
 def digests(root: Path):
@@ -273,9 +264,7 @@ def test_existing_folder_with_other_settings_raises(small_root, tmp_path):
 def demo_run(tmp_path_factory):
     """The demo config through tools/train.py, as a user runs it, on a tiny copy of the data for one epoch."""
     root = tmp_path_factory.mktemp('cls_demo')
-    spec = importlib.util.spec_from_file_location('mmincnext_tools_train', REPO / 'tools' / 'train.py')
-    train_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_tool)
+    train_tool = load_tool('train')
     options = ['train_cfg.max_epochs=1', 'default_hooks.logger.interval=1']
     for loader in ('train_dataloader', 'val_dataloader'):
         options += [f'{loader}.dataset.data_root={root / "data"}', f'{loader}.dataset.num_train=6',

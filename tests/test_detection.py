@@ -10,17 +10,13 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
+from conftest import REPO, load_config
 
 import mmincnext.datasets  # noqa: F401  (registers the dataset classes)
 from mmincnext.datasets.synthetic_coco import CLASSES, generate_synthetic_coco
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO = osp.join(ROOT, 'configs/demo/mask_rcnn_incnext_demo.py')
+DEMO = str(REPO / 'configs/demo/mask_rcnn_incnext_demo.py')
 TINY_SET = dict(num_train_images=6, num_val_images=4, image_size=128, seed=0)
-
-
-def load_config(name: str) -> Config:
-    return Config.fromfile(osp.join(ROOT, 'configs', name))
 
 
 @pytest.fixture(scope='module')

@@ -4,15 +4,14 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
-import mmcv
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS, DefaultScope
-from test_tools import CONFIG, REPO, load_tool, write_ade20k
+from conftest import REPO, load_tool
+from test_tools import CONFIG, write_ade20k
 
 from mmincnext.checkpoint import read_checkpoint
 

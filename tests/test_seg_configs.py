@@ -1,7 +1,6 @@
 """The six ADE20K configs: the paper's recipe, building, optimizer groups, --tta, and the paper's model sizes."""
 import copy
 import functools
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,10 +8,10 @@ from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
+from conftest import load_config
 
 from mmincnext.utils import sync_bn_to_bn
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
 RELEASE = 'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_{}.pth'
 ARCHS = dict(t='tiny', s='small', b='base')
 # The paper's table: params (M, rounded), MACs (G, rounded), the input they are counted at, drop path.
@@ -28,7 +27,7 @@ PAPER = {
 
 @functools.lru_cache(maxsize=None)
 def _load(name) -> Config:
-    return Config.fromfile(str(CONFIG_DIR / name))
+    return load_config(name)
 
 
 def load(name) -> Config:

@@ -1,33 +1,16 @@
 """The fast paths keep the reference's numbers: channels-last Linear MLP, deploy folding, bf16, compile, ONNX; and
 the speed / complexity tools run. Speed itself is never asserted here: tools/benchmark.py reports it."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import timm
 import torch
-from mmengine.config import Config
-from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import MODELS, init_default_scope
+from conftest import REPO, load_tool, randomize_reference_state, relative_error
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmincnext.models import InceptionNeXt
-from conftest import randomize_reference_state
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), band_kernel_size=5, branch_ratio=0.25)
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def relative_error(a, b):
-    return ((a - b).norm() / b.norm()).item()
 
 
 def randomized(arch=TINY, **kwargs):
@@ -146,7 +129,7 @@ def test_onnx_backbone_matches_onnxruntime(tmp_path):
 def test_onnx_segmentor_from_config_matches_onnxruntime(tmp_path):
     export_onnx = load_tool('export_onnx')
     out = tmp_path / 'upernet.onnx'
-    errors = export_onnx.main([str(ROOT / 'configs/upernet_incnext_t_ade20k.py'), '--shape', '64', '96', '--out',
+    errors = export_onnx.main([str(REPO / 'configs/upernet_incnext_t_ade20k.py'), '--shape', '64', '96', '--out',
                                str(out)])
     assert out.exists()
     assert errors['max_rel'] < 1e-4, errors
@@ -189,7 +172,7 @@ def test_benchmark_bf16_reports_error(benchmark):
 def test_get_flops_matches_paper_for_semantic_fpn():
     """../shared/PAPER.md: Semantic FPN + InceptionNeXt-T, 28M parameters, 44G MACs at 512x512."""
     get_flops = load_tool('get_flops')
-    result = get_flops.complexity(str(ROOT / 'configs/fpn_incnext_t_ade20k.py'), shape=[512])
+    result = get_flops.complexity(str(REPO / 'configs/fpn_incnext_t_ade20k.py'), shape=[512])
     assert round(result['params'] / 1e6) == 28
     assert round(result['macs'] / 1e9) == 44
 

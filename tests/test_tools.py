@@ -4,7 +4,6 @@ The real UperNet-T config runs with --cfg-options that make it cheap on a CPU (t
 timm-format checkpoint, thin heads, 64x64 crops); everything else (dataset class, pipelines, schedule, hooks,
 SyncBN -> BN, --amp as CPU bfloat16 autocast) is the config's own.
 """
-import importlib.util
 import json
 import os
 import shutil
@@ -18,20 +17,13 @@ import pytest
 import timm
 import torch
 from mmengine.config import Config
+from conftest import REPO, load_tool
 
 from mmincnext.datasets import DatasetLayoutError
 from mmincnext.utils import CPUBF16OptimWrapper, adapt_to_machine, enable_amp, sync_bn_to_bn
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / 'configs' / 'upernet_incnext_t_ade20k.py')
 NUM_LABELS = 4  # label values 0 (ADE20K's "other", ignored) and classes 1..3
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'mmincnext_tools_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_ade20k(root: Path, counts=(('training', 4), ('validation', 2)), size=64) -> Path:

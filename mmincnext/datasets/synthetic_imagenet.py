@@ -14,7 +14,7 @@ Every image has its own random stream, seeded by (seed, split, class, index): th
 bytes, and the validation split never shares a stream with the training split.
 """
 import os.path as osp
-from typing import Dict, Tuple
+from typing import Dict
 
 import cv2
 import mmcv
