@@ -12,7 +12,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from conftest import REPO, load_config
 
-import mmincnext.datasets  # noqa: F401  (registers the dataset classes)
+import mmincnext.datasets.det  # noqa: F401  (registers the dataset classes)
 from mmincnext.datasets.synthetic_coco import CLASSES, generate_synthetic_coco
 
 DEMO = str(REPO / 'configs/demo/mask_rcnn_incnext_demo.py')

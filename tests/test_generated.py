@@ -3,7 +3,9 @@ leaves nothing behind, so the next run starts clean instead of reusing half a da
 import mmcv
 import pytest
 
-from mmincnext.datasets import generate_synthetic_coco, generate_synthetic_imagenet, generate_synthetic_scenes
+from mmincnext.datasets.cls import generate_synthetic_imagenet
+from mmincnext.datasets.det import generate_synthetic_coco
+from mmincnext.datasets.seg import generate_synthetic_scenes
 
 GENERATORS = [
     (generate_synthetic_scenes, dict(num_train=24, num_val=6, image_size=64)),

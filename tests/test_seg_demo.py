@@ -20,7 +20,7 @@ from mmengine.runner import Runner
 from mmseg.registry import DATASETS
 
 import mmincnext.datasets.synthetic_scenes as scenes
-from mmincnext.datasets import SyntheticScenesDataset, generate_synthetic_scenes
+from mmincnext.datasets.seg import SyntheticScenesDataset, generate_synthetic_scenes
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / 'configs' / 'demo' / 'upernet_incnext_demo.py'
 SMALL = dict(num_train=24, num_val=6, image_size=64)

@@ -2,4 +2,4 @@
 # InceptionNeXt backbone and the COCO dataset classes.
 _base_ = ['mmdet::_base_/default_runtime.py', './reliable_runtime.py']
 
-custom_imports = dict(imports=['mmincnext', 'mmincnext.datasets'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmincnext', 'mmincnext.datasets.det'], allow_failed_imports=False)

@@ -1,4 +1,5 @@
-"""ADE20K with an up-front check of the directory layout.
+"""ADE20K-format datasets (they need mmsegmentation): ADE20K with an up-front check of the directory layout, and the
+synthetic scenes of the segmentation demo.
 
 mmseg's ``ADE20KDataset`` lists whatever the configured folders hold: a wrong ``data_root`` ends in an empty dataset
 or a low-level ``FileNotFoundError`` deep in the data loader. This subclass checks first and says where it looked and
@@ -11,6 +12,9 @@ from typing import List
 from mmseg.datasets import ADE20KDataset
 from mmseg.registry import DATASETS
 
+from . import DatasetLayoutError
+from .synthetic_scenes import CLASSES, PALETTE, generate_synthetic_scenes
+
 EXPECTED_LAYOUT = """\
 ADEChallengeData2016/                      <- data_root (default: data/ade/ADEChallengeData2016)
     images/training/*.jpg                  20210 training images
@@ -20,10 +24,6 @@ ADEChallengeData2016/                      <- data_root (default: data/ade/ADECh
 (ADEChallengeData2016.zip from http://sceneparsing.csail.mit.edu unpacks to this layout; or set data_root, e.g.
 --cfg-options train_dataloader.dataset.data_root=... val_dataloader.dataset.data_root=...
 test_dataloader.dataset.data_root=...)"""
-
-
-class DatasetLayoutError(FileNotFoundError):
-    """The dataset is not where the config says, or not in the expected layout."""
 
 
 @DATASETS.register_module()
@@ -66,3 +66,26 @@ class CheckedADE20KDataset(ADE20KDataset):
         raise DatasetLayoutError(
             f'ADE20K dataset (data_root={osp.abspath(self.data_root or ".")!r}): {problem}.\n'
             f'Expected layout:\n{EXPECTED_LAYOUT}')
+
+
+@DATASETS.register_module()
+class SyntheticScenesDataset(ADE20KDataset):
+    """ADE20K-format synthetic scenes (see the module docstring), generated under ``data_root`` on first use.
+
+    Everything else is mmseg's ``ADE20KDataset``: ``.jpg`` images, ``.png`` labels, ``reduce_zero_label=True``;
+    ``data_prefix`` picks the split, e.g. ``dict(img_path='images/validation',
+    seg_map_path='annotations/validation')``.
+
+    Args:
+        data_root (str): Where the dataset is (or will be written). Defaults to ``data/synthetic_scenes``.
+        num_train / num_val (int): Images per split. Defaults to 600 / 120.
+        image_size (int): Side of the square images. Defaults to 128.
+        seed (int): Seed of the whole dataset. Defaults to 0.
+        **kwargs: ``ADE20KDataset``'s arguments (``data_prefix``, ``pipeline``, ...).
+    """
+    METAINFO = dict(classes=CLASSES, palette=PALETTE)
+
+    def __init__(self, data_root: str = 'data/synthetic_scenes', num_train: int = 600, num_val: int = 120,
+                 image_size: int = 128, seed: int = 0, **kwargs):
+        generate_synthetic_scenes(data_root, num_train=num_train, num_val=num_val, image_size=image_size, seed=seed)
+        super().__init__(data_root=data_root, **kwargs)

@@ -5,7 +5,7 @@ import os.path as osp
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 
-from .ade20k import DatasetLayoutError
+from . import DatasetLayoutError
 
 COCO_LAYOUT = """\
     {data_root}

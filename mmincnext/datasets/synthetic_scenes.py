@@ -12,6 +12,9 @@ index, exactly as for ADE20K's unlabelled pixels. Layout (what mmseg's ``ADE20KD
 
 Every image has its own random stream, seeded by (seed, split, index): the same settings give the same bytes,
 and the validation split never shares a stream with the training split.
+
+This module needs no task library (the detection and classification generators share its renderer); the dataset
+class that reads these scenes, ``SyntheticScenesDataset``, is mmseg's and lives in ``ade20k.py``.
 """
 import os.path as osp
 from typing import Callable, Dict, Tuple
@@ -19,8 +22,6 @@ from typing import Callable, Dict, Tuple
 import cv2
 import mmcv
 import numpy as np
-from mmseg.datasets import ADE20KDataset
-from mmseg.registry import DATASETS
 
 from .generated import write_once
 
@@ -209,26 +210,3 @@ def generate_synthetic_scenes(data_root: str, num_train: int = 600, num_val: int
                 mmcv.imwrite(label, osp.join(folder, 'annotations', split, name + '.png'))
 
     return write_once(data_root, meta, write)
-
-
-@DATASETS.register_module()
-class SyntheticScenesDataset(ADE20KDataset):
-    """ADE20K-format synthetic scenes (see the module docstring), generated under ``data_root`` on first use.
-
-    Everything else is mmseg's ``ADE20KDataset``: ``.jpg`` images, ``.png`` labels, ``reduce_zero_label=True``;
-    ``data_prefix`` picks the split, e.g. ``dict(img_path='images/validation',
-    seg_map_path='annotations/validation')``.
-
-    Args:
-        data_root (str): Where the dataset is (or will be written). Defaults to ``data/synthetic_scenes``.
-        num_train / num_val (int): Images per split. Defaults to 600 / 120.
-        image_size (int): Side of the square images. Defaults to 128.
-        seed (int): Seed of the whole dataset. Defaults to 0.
-        **kwargs: ``ADE20KDataset``'s arguments (``data_prefix``, ``pipeline``, ...).
-    """
-    METAINFO = dict(classes=CLASSES, palette=PALETTE)
-
-    def __init__(self, data_root: str = 'data/synthetic_scenes', num_train: int = 600, num_val: int = 120,
-                 image_size: int = 128, seed: int = 0, **kwargs):
-        generate_synthetic_scenes(data_root, num_train=num_train, num_val=num_val, image_size=image_size, seed=seed)
-        super().__init__(data_root=data_root, **kwargs)

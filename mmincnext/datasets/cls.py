@@ -1,0 +1,4 @@
+"""The classification datasets (they need mmpretrain), registered when a config imports this module."""
+from .synthetic_imagenet import SyntheticImageNet, generate_synthetic_imagenet
+
+__all__ = ['SyntheticImageNet', 'generate_synthetic_imagenet']

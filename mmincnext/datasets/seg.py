@@ -1,0 +1,5 @@
+"""The segmentation datasets (they need mmsegmentation), registered when a config imports this module."""
+from .ade20k import CheckedADE20KDataset, SyntheticScenesDataset
+from .synthetic_scenes import generate_synthetic_scenes
+
+__all__ = ['CheckedADE20KDataset', 'SyntheticScenesDataset', 'generate_synthetic_scenes']
