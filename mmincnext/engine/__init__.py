@@ -1,4 +1,8 @@
 from .hooks import NonFiniteLossHook, RandomStateHook
+from .optimizers import InceptionNeXtLearningRateDecayOptimizerConstructor
 from .runner import AtomicCheckpointRunner
 
-__all__ = ['AtomicCheckpointRunner', 'NonFiniteLossHook', 'RandomStateHook']
+__all__ = [
+    'AtomicCheckpointRunner', 'InceptionNeXtLearningRateDecayOptimizerConstructor', 'NonFiniteLossHook',
+    'RandomStateHook'
+]

@@ -1,0 +1,3 @@
+from .layer_decay_optimizer_constructor import InceptionNeXtLearningRateDecayOptimizerConstructor
+
+__all__ = ['InceptionNeXtLearningRateDecayOptimizerConstructor']
