@@ -9,6 +9,7 @@ counts one multiply-add as one "flop", so its figure is what papers call MACs. A
 auxiliary head is dropped (it only runs in training); its parameters are reported separately.
 """
 import argparse
+import functools
 from typing import Optional, Sequence
 
 import torch
@@ -70,10 +71,13 @@ def complexity(config: str, shape: Optional[Sequence[int]] = None, cfg_options: 
     elif len(shape) != 2:
         raise ValueError(f'--shape takes H or H W, got {list(shape)}')
     height, width = shape
-    image = torch.rand(1, 3, height, width)
-    inputs = (image, data_samples_for(model, height, width), 'tensor') if isinstance(model, BaseModel) else (image, )
+    if isinstance(model, BaseModel):
+        # The data samples are bound, not traced: jit tracing takes only tensors (as mmdet's get_flops does).
+        model.forward = functools.partial(model.forward, data_samples=data_samples_for(model, height, width),
+                                          mode='tensor')
     with torch.no_grad():
-        info = get_model_complexity_info(model, inputs=inputs, show_table=False, show_arch=False)
+        info = get_model_complexity_info(model, inputs=(torch.rand(1, 3, height, width), ), show_table=False,
+                                         show_arch=False)
     return dict(params=info['params'], macs=info['flops'], aux_params=aux_params, shape=(height, width),
                 model=type(model).__name__)
 
