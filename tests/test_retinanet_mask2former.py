@@ -1,0 +1,248 @@
+"""RetinaNet (COCO) and Mask2Former (ADE20K) on InceptionNeXt-T: the configs follow mmdet's / mmseg's Swin-T recipes,
+their sizes equal an independent count (timm's backbone + our output norms + the heads of mmdet's / mmseg's own Swin-T
+configs), and each family trains a step and predicts on CPU in a shrunk form."""
+import functools
+
+import pytest
+import timm
+import torch
+from mmengine.analysis import FlopAnalyzer
+from mmengine.config import Config
+from mmengine.hub import get_config
+from mmengine.optim import build_optim_wrapper
+from mmengine.structures import PixelData
+from torch.nn.modules.batchnorm import _BatchNorm
+from conftest import REPO, load_config, load_tool
+
+from mmincnext.utils import build_model_from_config
+
+RETINANET = 'retinanet_incnext_t_coco.py'
+MASK2FORMER = 'mask2former_incnext_t_ade20k.py'
+# The same family on Swin-T, whose stage widths (96, 192, 384, 768) are InceptionNeXt-T's: identical heads.
+SWIN_T = {
+    RETINANET: 'mmdet::swin/retinanet_swin-t-p4-w7_fpn_1x_coco.py',
+    MASK2FORMER: 'mmseg::mask2former/mask2former_swin-t_8xb2-160k_ade20k-512x512.py',
+}
+RELEASE = 'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_tiny.pth'
+DIMS_T = (96, 192, 384, 768)
+TINY_ARCH = dict(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128))
+
+
+def unscoped(node):
+    """A config node without the ``_scope_`` keys that inheriting from another package's base adds."""
+    if isinstance(node, dict):
+        return {k: unscoped(v) for k, v in node.items() if k != '_scope_'}
+    if isinstance(node, (list, tuple)):
+        return type(node)(unscoped(v) for v in node)
+    return node
+
+
+def count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@functools.lru_cache(maxsize=None)
+def full_size(name: str):
+    """(ours, mmdet's / mmseg's Swin-T model) built from the configs: BN for SyncBN, not initialised."""
+    return build_model_from_config(load_config(name)), build_model_from_config(get_config(SWIN_T[name]))
+
+
+@functools.lru_cache(maxsize=None)
+def timm_backbone_params() -> int:
+    reference = timm.create_model('inception_next_tiny', pretrained=False)
+    return count(reference) - count(reference.head)
+
+
+def test_retinanet_config_follows_mmdet_swin_recipe():
+    cfg, swin = load_config(RETINANET), get_config(SWIN_T[RETINANET])
+    backbone = cfg.model.backbone
+    assert cfg.default_scope == 'mmdet' and backbone.type == 'InceptionNeXt' and backbone.arch == 'tiny'
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=RELEASE)
+    # Strides 8-32 into the FPN, as Swin-T's: the same stages, widths, start level, extra convs and outputs.
+    assert backbone.out_indices == swin.model.backbone.out_indices == (1, 2, 3)
+    assert backbone.drop_path_rate == swin.model.backbone.drop_path_rate == 0.2
+    assert backbone.norm_cfg.type == 'SyncBN'
+    assert unscoped(cfg.model.neck) == unscoped(swin.model.neck)
+    assert unscoped(cfg.model.bbox_head) == unscoped(swin.model.bbox_head)
+    assert unscoped((cfg.model.train_cfg, cfg.model.test_cfg)) == unscoped((swin.model.train_cfg, swin.model.test_cfg))
+    assert cfg.train_dataloader.dataset.type == cfg.val_dataloader.dataset.type == 'CheckedCocoDataset'
+    assert unscoped(cfg.train_dataloader.dataset.pipeline) == unscoped(swin.train_dataloader.dataset.pipeline)
+    assert cfg.val_evaluator.metric == 'bbox' and cfg.train_cfg.max_epochs == 12
+    # The optimisation of the Mask R-CNN configs (Swin-T's detection recipe), not R50's SGD.
+    assert cfg.optim_wrapper == load_config('mask_rcnn_incnext_t_coco.py').optim_wrapper
+    assert cfg.optim_wrapper.optimizer.type == 'AdamW' and cfg.optim_wrapper.optimizer.lr == 1e-4
+
+
+def test_mask2former_config_follows_mmseg_swin_recipe():
+    cfg, swin = load_config(MASK2FORMER), get_config(SWIN_T[MASK2FORMER])
+    backbone = cfg.model.backbone
+    assert cfg.default_scope == 'mmseg' and backbone.type == 'InceptionNeXt' and backbone.arch == 'tiny'
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=RELEASE)
+    assert backbone.out_indices == (0, 1, 2, 3) and backbone.out_norms and backbone.norm_cfg.type == 'SyncBN'
+    assert backbone.drop_path_rate == 0.2
+    assert unscoped(cfg.model.decode_head) == unscoped(swin.model.decode_head)  # in_channels [96, 192, 384, 768], 100 queries, ...
+    assert cfg.model.decode_head.num_queries == 100 and cfg.model.decode_head.num_classes == 150
+    assert unscoped(cfg.model.data_preprocessor) == unscoped(swin.model.data_preprocessor) and cfg.crop_size == (512, 512)
+    for key in ('param_scheduler', 'train_cfg'):
+        assert unscoped(cfg[key]) == unscoped(swin[key]), key
+    assert cfg.train_cfg.max_iters == 160000 and cfg.train_dataloader.batch_size == 2  # x 8 GPUs = 16
+    assert unscoped(cfg.train_dataloader.dataset.pipeline) == unscoped(swin.train_dataloader.dataset.pipeline)
+    assert cfg.train_dataloader.dataset.type == cfg.test_dataloader.dataset.type == 'CheckedADE20KDataset'
+    assert unscoped(cfg.optim_wrapper.optimizer) == unscoped(swin.optim_wrapper.optimizer)  # AdamW 1e-4, wd 0.05
+    assert unscoped(cfg.optim_wrapper.clip_grad) == unscoped(swin.optim_wrapper.clip_grad)
+    assert cfg.runner_type == 'AtomicCheckpointRunner'
+    assert {'mmdet.models', 'mmincnext'} <= set(cfg.custom_imports.imports)
+
+
+@pytest.mark.parametrize('name', [RETINANET, MASK2FORMER])
+def test_params_equal_timm_backbone_plus_norms_plus_swin_t_heads(name):
+    ours, swin = full_size(name)
+    returned = ours.backbone.out_indices
+    norms = sum(2 * DIMS_T[i] for i in returned)  # weight and bias of each returned stage's output norm
+    heads = count(swin) - count(swin.backbone)
+    assert count(ours.backbone) == timm_backbone_params() + norms
+    assert count(ours) == timm_backbone_params() + norms + heads
+    assert [n for n, _ in ours.backbone.named_children() if n.startswith('norm')] == [f'norm{i}' for i in returned]
+
+
+def test_mask2former_parameter_groups_map_swin_t():
+    """Swin-T's groups on InceptionNeXt-T: the backbone at 0.1x the lr, none of its norms (every BN, found by type)
+    nor its layer scales decayed; the head's embeddings not decayed; the rest decayed at the full lr."""
+    model, _ = full_size(MASK2FORMER)
+    cfg = load_config(MASK2FORMER)
+    groups = build_optim_wrapper(model, cfg.optim_wrapper).optimizer.param_groups
+    lr, wd = cfg.optim_wrapper.optimizer.lr, cfg.optim_wrapper.optimizer.weight_decay
+    setting = {id(p): (g['lr'], g['weight_decay']) for g in groups for p in g['params']}
+    backbone_norms = {id(p) for m in model.backbone.modules() if isinstance(m, _BatchNorm) for p in m.parameters()}
+    assert len(backbone_norms) == 2 * (1 + 3 + sum((3, 3, 9, 3)) + 4)  # stem, downsamples, blocks, output norms
+    for name, param in model.named_parameters():
+        if name.startswith('backbone.'):
+            no_decay = id(param) in backbone_norms or name.endswith('.gamma')
+            assert setting[id(param)] == pytest.approx((0.1 * lr, 0. if no_decay else wd)), name
+    names = dict(model.named_parameters())
+    for name in ('decode_head.query_embed.weight', 'decode_head.query_feat.weight', 'decode_head.level_embed.weight',
+                 'decode_head.transformer_decoder.post_norm.weight'):
+        assert setting[id(names[name])] == (lr, 0.), name
+    for name in ('decode_head.cls_embed.weight', 'decode_head.pixel_decoder.input_convs.0.conv.weight'):
+        assert setting[id(names[name])] == (lr, wd), name
+
+
+def test_retinanet_macs_equal_timm_backbone_plus_norms_plus_swin_t_heads():
+    """tools/get_flops.py's count of our RetinaNet (the figure the README gives at 800x1333) equals the MACs of
+    timm's InceptionNeXt-T features, of the three output norms and of the neck and head in mmdet's Swin-T RetinaNet
+    (its total minus its backbone), all traced by mmengine at 128x128 (feature maps 16, 8, 4 in both)."""
+    size = 128
+    ours = load_tool('get_flops').complexity(str(REPO / 'configs' / RETINANET), shape=[size])
+    _, swin = full_size(RETINANET)
+    swin = swin.eval()
+    swin.forward = functools.partial(swin.forward, data_samples=None, mode='tensor')  # as in get_flops
+    with torch.no_grad():
+        swin_flops = FlopAnalyzer(swin, torch.rand(1, 3, size, size)).unsupported_ops_warnings(False)
+        swin_heads = swin_flops.total() - swin_flops.by_module()['backbone']
+        timm_model = timm.create_model('inception_next_tiny', pretrained=False).eval()
+        timm_model.forward = timm_model.forward_features
+        timm_features = FlopAnalyzer(timm_model, torch.rand(1, 3, size, size)).unsupported_ops_warnings(False).total()
+    norms = sum(2 * DIMS_T[i] * (size // 2 ** (i + 2)) ** 2 for i in (1, 2, 3))  # BN in eval: 2 per element
+    assert ours['params'] == count(full_size(RETINANET)[0])
+    assert ours['macs'] == timm_features + norms + swin_heads
+
+
+def shrunk(name: str) -> Config:
+    """The config with a small InceptionNeXt and narrow heads, for a training step on tiny images."""
+    cfg = load_config(name)
+    cfg.model.backbone.update(arch=TINY_ARCH, init_cfg=None)
+    return cfg
+
+
+def train_one_step(model, data, optim_wrapper) -> dict:
+    """``model.train_step`` through the config's optimizer wrapper; checks that every parameter had a finite gradient
+    when the optimizer stepped and that the step moved the parameters."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    without_grad = []
+    optim_wrapper.optimizer.register_step_pre_hook(lambda optimizer, args, kwargs: without_grad.extend(
+        names[id(p)] for g in optimizer.param_groups for p in g['params']
+        if p.grad is None or not torch.isfinite(p.grad).all()))
+    model.train()
+    losses = model.train_step(data, optim_wrapper)
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    assert not without_grad, f'no finite gradient: {without_grad}'
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert {'backbone.stem.0.weight', 'backbone.stages.3.blocks.0.mlp.fc1.weight'} <= moved
+    assert len(moved) > 0.9 * len(before)  # (BN weights under a 1e-6 layer scale move by less than float epsilon)
+    return losses
+
+
+def test_retinanet_trains_a_step_and_predicts():
+    from mmdet.testing import demo_mm_inputs
+    cfg = shrunk(RETINANET)
+    cfg.model.neck.update(in_channels=list(TINY_ARCH['dims'][1:]), out_channels=32)
+    cfg.model.bbox_head.update(in_channels=32, feat_channels=32)
+    cfg.model.test_cfg.score_thr = 0.  # a model without training scores below mmdet's 0.05
+    torch.manual_seed(0)
+    model = build_model_from_config(cfg)
+    model.init_weights()
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    data = demo_mm_inputs(batch_size=2, image_shapes=(3, 128, 128), num_items=[3, 2], num_classes=80)
+    losses = train_one_step(model, data, optim_wrapper)
+    assert set(losses) == {'loss', 'loss_cls', 'loss_bbox'}
+    model.eval()
+    with torch.no_grad():
+        results = model.test_step(data)
+    for result in results:
+        pred = result.pred_instances
+        assert 0 < len(pred) <= cfg.model.test_cfg.max_per_img
+        assert pred.bboxes.shape == (len(pred), 4) and (pred.bboxes >= 0).all() and (pred.bboxes <= 128).all()
+        assert ((pred.labels >= 0) & (pred.labels < 80)).all()
+
+
+def test_mask2former_trains_a_step_and_predicts():
+    from mmseg.structures import SegDataSample
+    cfg = shrunk(MASK2FORMER)
+    head, channels = cfg.model.decode_head, 32
+    head.update(in_channels=list(TINY_ARCH['dims']), feat_channels=channels, out_channels=channels, num_queries=8)
+    head.train_cfg.num_points = 256
+    decoder = head.pixel_decoder
+    decoder.encoder.num_layers = 1
+    decoder.encoder.layer_cfg.self_attn_cfg.update(embed_dims=channels, num_heads=4)
+    decoder.encoder.layer_cfg.ffn_cfg.update(embed_dims=channels, feedforward_channels=64)
+    decoder.positional_encoding.num_feats = head.positional_encoding.num_feats = channels // 2
+    layer = head.transformer_decoder.layer_cfg
+    head.transformer_decoder.num_layers = 3  # one per feature level
+    for attention in (layer.self_attn_cfg, layer.cross_attn_cfg):
+        attention.update(embed_dims=channels, num_heads=4)
+    layer.ffn_cfg.update(embed_dims=channels, feedforward_channels=64)
+    cfg.model.data_preprocessor.size = (64, 64)
+    torch.manual_seed(0)
+    model = build_model_from_config(cfg)
+    model.init_weights()
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 4, (2, 1, 64, 64), generator=gen)
+    labels[:, :, :8] = 255  # ignored pixels
+    meta = dict(img_shape=(64, 64), ori_shape=(64, 64), pad_shape=(64, 64))
+    data = dict(inputs=list(torch.randint(0, 256, (2, 3, 64, 64), generator=gen, dtype=torch.uint8)),
+                data_samples=[SegDataSample(gt_sem_seg=PixelData(data=label), metainfo=meta) for label in labels])
+    losses = train_one_step(model, data, optim_wrapper)
+    assert {'decode.loss_cls', 'decode.loss_mask', 'decode.loss_dice', 'decode.d0.loss_cls', 'decode.d1.loss_dice'} <= set(losses)
+    model.eval()
+    with torch.no_grad():
+        results = model.test_step(data)
+    for result in results:
+        assert result.seg_logits.data.shape == (150, 64, 64)
+        assert result.pred_sem_seg.data.shape == (1, 64, 64)
+        assert ((result.pred_sem_seg.data >= 0) & (result.pred_sem_seg.data < 150)).all()
+
+
+@pytest.mark.parametrize('name', [RETINANET, MASK2FORMER])
+def test_config_imports_register_its_dataset(name, tmp_path):
+    """The config's own custom_imports register its dataset class, whose missing-data error names the folder."""
+    from mmengine.registry import DATASETS, init_default_scope
+    from mmengine.utils import import_modules_from_strings
+    cfg = load_config(name)
+    import_modules_from_strings(**cfg.custom_imports)
+    init_default_scope(cfg.default_scope)
+    dataset = cfg.train_dataloader.dataset
+    dataset.data_root = str(tmp_path / 'missing')
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / 'missing')):
+        DATASETS.build(dataset)
