@@ -91,13 +91,16 @@ if [[ $KEEP_TORCH == 1 ]]; then
     >> "$VENV/constraints-kept-torch.txt"
   req_constraint=(-c "$VENV/constraints-kept-torch.txt")
 fi
-"$PY" -m pip install -q --progress-bar off "${req_constraint[@]}" -r requirements/runtime.txt -r requirements/optional.txt -r requirements/tests.txt
+# Everything: the backbone's requirements, every task's extra, the tools' and the tests' (setup.py's [all,tests]).
+requirement_files=()
+for name in runtime seg det cls optional tests; do requirement_files+=(-r "requirements/$name.txt"); done
+"$PY" -m pip install -q --progress-bar off "${req_constraint[@]}" "${requirement_files[@]}"
 
-step "mmincnext (editable)"
+step "mmincnext (editable; setup.py links configs/, tools/ and model-index.yml into mmincnext/.mim)"
 "$PY" -m pip install -q --progress-bar off --no-build-isolation --no-deps -e .
 
 step "check the installation"
-"$PY" -c 'import torch, mmcv, mmcv.ops, mmengine, mmseg, mmdet, timm, mmincnext
+"$PY" -c 'import torch, mmcv, mmcv.ops, mmengine, mmseg, mmdet, mmpretrain, timm, mmincnext
 print("    torch", torch.__version__, "| mmcv", mmcv.__version__, "| mmengine", mmengine.__version__,
       "| mmseg", mmseg.__version__, "| mmdet", mmdet.__version__, "| timm", timm.__version__)'
 echo "$STAMP" > "$VENV/.mmincnext-setup"
