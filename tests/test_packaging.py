@@ -1,0 +1,174 @@
+"""The package as a user gets it: the wheel built from this checkout carries the configs, tools and model index under
+mmincnext/.mim (OpenMMLab's layout) and the LICENSE; installed into a separate site directory and used from outside
+the checkout, its configs build the paper's models, ``import mmincnext`` loads no task library, and mim finds the
+configs, the tools and the model index."""
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from email.parser import Parser
+from pathlib import Path
+
+import pytest
+from modelindex.load_model_index import load as load_model_index
+from packaging.requirements import Requirement
+
+from conftest import REPO, load_config
+from mmincnext.utils import build_model_from_config
+
+PAPER_CONFIGS = ['upernet_incnext_t_ade20k.py', 'mask_rcnn_incnext_t_coco.py', 'incnext_t_in1k.py']
+TASK_LIBRARIES = {'seg': 'mmseg', 'det': 'mmdet', 'cls': 'mmpretrain'}
+VENV = Path(sys.prefix)  # the checkout's .venv when it runs the tests
+NOT_SHIPPED = {'.git', '.venv', '.pytest_cache', 'build', 'dist', 'data', 'work_dirs'}
+
+
+def _unshipped(folder, names):
+    """copytree's ignore: the checkout's environment, data and build leftovers (at its top) and caches."""
+    top = NOT_SHIPPED if Path(folder) == REPO else set()
+    return [n for n in names if n in top or n in ('__pycache__', '.mim') or n.endswith('.egg-info')]
+
+
+def pip(args):
+    result = subprocess.run([sys.executable, '-m', 'pip', *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope='module')
+def wheel(tmp_path_factory):
+    """The wheel of this checkout, built once. pip builds in the source tree, so it builds a copy: the checkout keeps
+    its editable install's links in mmincnext/.mim and gets no build/ or egg-info."""
+    work = tmp_path_factory.mktemp('wheel')
+    shutil.copytree(REPO, work / 'src', ignore=_unshipped)
+    pip(['wheel', '--no-deps', '--no-build-isolation', '-w', str(work), str(work / 'src')])
+    return next(work.glob('mmincnext-*.whl'))
+
+
+@pytest.fixture(scope='module')
+def site(wheel, tmp_path_factory):
+    target = tmp_path_factory.mktemp('site')
+    pip(['install', '--no-deps', '--target', str(target), str(wheel)])
+    return target
+
+
+def run_installed(site, *args, cwd):
+    """``args`` run with only the installed package importable (PYTHONPATH=site, cwd outside the checkout; the
+    checkout's editable install is a fallback finder that the site directory shadows)."""
+    return subprocess.run(args, cwd=cwd, env=dict(os.environ, PYTHONPATH=str(site)), capture_output=True, text=True,
+                          timeout=600)
+
+
+def run_python(site, code, cwd):
+    """Runs ``code`` in the installed package's interpreter; returns the JSON it prints last."""
+    result = run_installed(site, sys.executable, '-c', code, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_wheel_carries_configs_tools_model_index_and_license(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {f'mmincnext/.mim/{path.relative_to(REPO).as_posix()}'
+               for folder in ('configs', 'tools') for path in (REPO / folder).rglob('*')
+               if path.suffix in ('.py', '.yml', '.sh') and '__pycache__' not in path.parts}
+    shipped.discard('mmincnext/.mim/tools/setup_env.sh')  # makes the checkout's .venv: no use installed
+    if (REPO / 'model-index.yml').exists():
+        shipped.add('mmincnext/.mim/model-index.yml')
+    assert 'mmincnext/.mim/tools/train.py' in shipped and 'mmincnext/.mim/configs/_base_/default_runtime.py' in shipped
+    assert shipped <= names, sorted(shipped - names)
+    assert 'mmincnext/.mim/tools/setup_env.sh' not in names
+    license_file = next(name for name in names if name.endswith('.dist-info/licenses/LICENSE'))
+    assert zipfile.ZipFile(wheel).read(license_file) == (REPO / 'LICENSE').read_bytes()
+
+
+def test_wheel_requires_only_the_backbones_dependencies(wheel):
+    """``pip install mmincnext``: torch (unpinned), mmengine, mmcv, safetensors (and numpy); the task libraries come
+    with the extras."""
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = Parser().parsestr(archive.read(next(n for n in archive.namelist() if n.endswith('/METADATA')))
+                                     .decode())
+    requirements = [Requirement(line) for line in metadata.get_all('Requires-Dist')]
+    base = {req.name: req for req in requirements if req.marker is None}
+    assert set(base) == {'torch', 'numpy', 'mmengine', 'mmcv', 'safetensors'}
+    assert not base['torch'].specifier
+    by_extra = {extra: {req.name for req in requirements if req.marker and req.marker.evaluate({'extra': extra})}
+                for extra in metadata.get_all('Provides-Extra')}
+    assert by_extra['seg'] == {'mmsegmentation', 'ftfy', 'regex'}
+    assert by_extra['det'] == {'mmdet'} and by_extra['cls'] == {'mmpretrain'}
+    assert by_extra['seg'] | by_extra['det'] | by_extra['cls'] <= by_extra['all']
+    assert 'openmim' in by_extra['tests']
+
+
+def test_installed_configs_build_the_papers_models(site, tmp_path):
+    """The installed configs resolve their _base_ files and custom_imports from the site directory alone."""
+    installed = run_python(site, f"""
+import json, os, sys
+from pathlib import Path
+from mmengine.config import Config
+import mmincnext
+from mmincnext.utils import build_model_from_config
+configs = Path(mmincnext.__file__).parent / '.mim' / 'configs'
+sizes = {{name: sum(p.numel() for p in build_model_from_config(Config.fromfile(configs / name)).parameters())
+         for name in {PAPER_CONFIGS!r}}}
+files = [getattr(m, '__file__', None) or '' for m in list(sys.modules.values())]
+from_checkout = [f for f in files if f.startswith({str(REPO) + os.sep!r}) and not f.startswith({str(VENV)!r})]
+print(json.dumps(dict(package=mmincnext.__file__, sizes=sizes, from_checkout=from_checkout)))
+""", cwd=tmp_path)
+    assert Path(installed['package']).is_relative_to(site)
+    assert installed['from_checkout'] == []
+    checkout = {name: sum(p.numel() for p in build_model_from_config(load_config(name)).parameters())
+                for name in PAPER_CONFIGS}
+    assert installed['sizes'] == checkout
+
+
+@pytest.mark.parametrize('task, datasets', [
+    ('seg', {'CheckedADE20KDataset', 'SyntheticScenesDataset'}),
+    ('det', {'CheckedCocoDataset', 'SyntheticCocoDataset'}),
+    ('cls', {'SyntheticImageNet'}),
+])
+def test_each_task_needs_only_its_library(site, tmp_path, task, datasets):
+    """``import mmincnext`` loads no task library, and ``pip install mmincnext[det]`` brings no mmseg:
+    mmincnext.datasets.det registers its datasets in mmdet's registry with the other task libraries missing
+    (likewise seg and cls)."""
+    library = TASK_LIBRARIES[task]
+    loaded = run_python(site, f"""
+import importlib, json, sys
+import mmincnext, mmincnext.datasets
+before = sorted({{name.split('.')[0] for name in sys.modules}} & {set(TASK_LIBRARIES.values())!r})
+for name in {sorted(set(TASK_LIBRARIES.values()) - {library})!r}:
+    sys.modules[name] = None  # importing it now raises ImportError
+module = importlib.import_module('mmincnext.datasets.{task}')
+registry = importlib.import_module('{library}.registry').DATASETS
+registered = [name for name in module.__all__ if registry.get(name) is getattr(module, name)]
+print(json.dumps(dict(package=mmincnext.__file__, before=before, registered=registered)))
+""", cwd=tmp_path)
+    assert Path(loaded['package']).is_relative_to(site)
+    assert loaded['before'] == []
+    assert set(loaded['registered']) == datasets
+
+
+def test_mim_search_lists_the_model_index(site, tmp_path):
+    if not (REPO / 'model-index.yml').exists():
+        pytest.skip('no model-index.yml in the checkout yet: nothing for `mim search` to list')
+    result = run_installed(site, sys.executable, '-m', 'mim', 'search', 'mmincnext', '--valid-config', cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    listed = ast.literal_eval(result.stdout.strip().splitlines()[-1])
+    indexed = {model.name for model in load_model_index(str(REPO / 'model-index.yml')).models}
+    assert 'upernet_incnext_t_ade20k' in listed and set(listed) == indexed
+
+
+@pytest.mark.parametrize('command, config, missing', [
+    (['train'], 'upernet_incnext_t_ade20k.py', 'ADE20K dataset'),
+    (['test', '--checkpoint', 'iter_160000.pth'], 'mask_rcnn_incnext_t_coco.py', 'COCO is not where'),
+])
+def test_mim_runs_the_installed_tools_on_the_installed_configs(site, tmp_path, command, config, missing):
+    """mim finds the config by name and the tool under .mim, and the tool builds the whole model from the installed
+    registries: the first thing missing is the dataset, which our layout check names."""
+    result = run_installed(site, sys.executable, '-m', 'mim', command[0], 'mmincnext', config, *command[1:],
+                           cwd=tmp_path)
+    output = result.stdout + result.stderr
+    mim = site.resolve() / 'mmincnext' / '.mim'
+    assert result.returncode != 0
+    assert f"{mim / 'tools' / command[0]}.py {mim / 'configs' / config}" in output, output
+    assert 'DatasetLayoutError' in output and missing in output, output
