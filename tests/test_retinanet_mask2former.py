@@ -80,9 +80,11 @@ def test_mask2former_config_follows_mmseg_swin_recipe():
     assert backbone.init_cfg == dict(type='Pretrained', checkpoint=RELEASE)
     assert backbone.out_indices == (0, 1, 2, 3) and backbone.out_norms and backbone.norm_cfg.type == 'SyncBN'
     assert backbone.drop_path_rate == 0.2
-    assert unscoped(cfg.model.decode_head) == unscoped(swin.model.decode_head)  # in_channels [96, 192, 384, 768], 100 queries, ...
+    # in_channels [96, 192, 384, 768], 100 queries, ...
+    assert unscoped(cfg.model.decode_head) == unscoped(swin.model.decode_head)
     assert cfg.model.decode_head.num_queries == 100 and cfg.model.decode_head.num_classes == 150
-    assert unscoped(cfg.model.data_preprocessor) == unscoped(swin.model.data_preprocessor) and cfg.crop_size == (512, 512)
+    assert unscoped(cfg.model.data_preprocessor) == unscoped(swin.model.data_preprocessor)
+    assert cfg.crop_size == (512, 512)
     for key in ('param_scheduler', 'train_cfg'):
         assert unscoped(cfg[key]) == unscoped(swin[key]), key
     assert cfg.train_cfg.max_iters == 160000 and cfg.train_dataloader.batch_size == 2  # x 8 GPUs = 16
@@ -156,20 +158,28 @@ def shrunk(name: str) -> Config:
 
 def train_one_step(model, data, optim_wrapper) -> dict:
     """``model.train_step`` through the config's optimizer wrapper; checks that every parameter had a finite gradient
-    when the optimizer stepped and that the step moved the parameters."""
+    when the optimizer stepped, and that the step moved every parameter whose gradient is not negligible (Adam's
+    step is ~lr whatever the gradient's size once it exceeds eps=1e-8; a block's BN behind its 1e-6 layer scale
+    gets ~1e-12 and may not move in float32)."""
     names = {id(p): n for n, p in model.named_parameters()}
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    without_grad = []
-    optim_wrapper.optimizer.register_step_pre_hook(lambda optimizer, args, kwargs: without_grad.extend(
-        names[id(p)] for g in optimizer.param_groups for p in g['params']
-        if p.grad is None or not torch.isfinite(p.grad).all()))
+    largest_grad = {}
+
+    def record(optimizer, args, kwargs):
+        for group in optimizer.param_groups:
+            for p in group['params']:
+                finite = p.grad is not None and torch.isfinite(p.grad).all()
+                largest_grad[names[id(p)]] = p.grad.abs().max().item() if finite else None
+
+    optim_wrapper.optimizer.register_step_pre_hook(record)
     model.train()
     losses = model.train_step(data, optim_wrapper)
     assert all(torch.isfinite(v) for v in losses.values()), losses
-    assert not without_grad, f'no finite gradient: {without_grad}'
+    assert set(largest_grad) == set(before)
+    assert not [n for n, g in largest_grad.items() if g is None], 'parameters without a finite gradient'
     moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert {n for n, g in largest_grad.items() if g > 1e-6} <= moved
     assert {'backbone.stem.0.weight', 'backbone.stages.3.blocks.0.mlp.fc1.weight'} <= moved
-    assert len(moved) > 0.9 * len(before)  # (BN weights under a 1e-6 layer scale move by less than float epsilon)
     return losses
 
 
@@ -224,7 +234,7 @@ def test_mask2former_trains_a_step_and_predicts():
     data = dict(inputs=list(torch.randint(0, 256, (2, 3, 64, 64), generator=gen, dtype=torch.uint8)),
                 data_samples=[SegDataSample(gt_sem_seg=PixelData(data=label), metainfo=meta) for label in labels])
     losses = train_one_step(model, data, optim_wrapper)
-    assert {'decode.loss_cls', 'decode.loss_mask', 'decode.loss_dice', 'decode.d0.loss_cls', 'decode.d1.loss_dice'} <= set(losses)
+    assert {'decode.loss_cls', 'decode.loss_mask', 'decode.loss_dice', 'decode.d0.loss_cls'} <= set(losses)
     model.eval()
     with torch.no_grad():
         results = model.test_step(data)
