@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from email.parser import Parser
 from pathlib import Path
@@ -37,13 +38,18 @@ def pip(args):
 
 
 @pytest.fixture(scope='module')
-def wheel(tmp_path_factory):
-    """The wheel of this checkout, built once. pip builds in the source tree, so it builds a copy: the checkout keeps
-    its editable install's links in mmincnext/.mim and gets no build/ or egg-info."""
-    work = tmp_path_factory.mktemp('wheel')
-    shutil.copytree(REPO, work / 'src', ignore=_unshipped)
-    pip(['wheel', '--no-deps', '--no-build-isolation', '-w', str(work), str(work / 'src')])
-    return next(work.glob('mmincnext-*.whl'))
+def source(tmp_path_factory):
+    """A copy of the checkout to build from: builds write into the source tree (build/, egg-info, mmincnext/.mim's
+    copies), and the checkout keeps its editable install's links in mmincnext/.mim."""
+    source = tmp_path_factory.mktemp('build') / 'mmincnext'
+    shutil.copytree(REPO, source, ignore=_unshipped)
+    return source
+
+
+@pytest.fixture(scope='module')
+def wheel(source):
+    pip(['wheel', '--no-deps', '--no-build-isolation', '-w', str(source.parent), str(source)])
+    return next(source.parent.glob('mmincnext-*.whl'))
 
 
 @pytest.fixture(scope='module')
@@ -80,6 +86,22 @@ def test_wheel_carries_configs_tools_model_index_and_license(wheel):
     assert 'mmincnext/.mim/tools/setup_env.sh' not in names
     license_file = next(name for name in names if name.endswith('.dist-info/licenses/LICENSE'))
     assert zipfile.ZipFile(wheel).read(license_file) == (REPO / 'LICENSE').read_bytes()
+
+
+def test_sdist_carries_what_installing_it_needs(source):
+    """setup.py reads requirements/*.txt and README.md; the configs, tools and model index travel in .mim."""
+    result = subprocess.run([sys.executable, '-c', 'from setuptools import build_meta; '
+                             f'print(build_meta.build_sdist({str(source.parent)!r}))'],
+                            cwd=source, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    with tarfile.open(source.parent / result.stdout.splitlines()[-1]) as archive:
+        names = {name.partition('/')[2] for name in archive.getnames()}
+    expected = {'LICENSE', 'README.md', 'setup.py', 'mmincnext/.mim/tools/train.py',
+                'mmincnext/.mim/configs/upernet_incnext_t_ade20k.py'}
+    expected |= {f'requirements/{path.name}' for path in (REPO / 'requirements').glob('*.txt')}
+    if (REPO / 'model-index.yml').exists():
+        expected.add('mmincnext/.mim/model-index.yml')
+    assert expected <= names, sorted(expected - names)
 
 
 def test_wheel_requires_only_the_backbones_dependencies(wheel):
