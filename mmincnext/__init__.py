@@ -1,7 +1,9 @@
 """mmincnext: InceptionNeXt for the OpenMMLab ecosystem.
 
 Importing the package (``custom_imports=dict(imports=['mmincnext'])`` in a config) registers the backbone in
-mmengine's root registry and routes mmengine's local checkpoint loading through the safe reader.
+mmengine's root registry and routes mmengine's local checkpoint loading through the safe reader. It imports no task
+library (mmseg, mmdet, mmpretrain): the parts that need one register when a config imports them
+(e.g. ``mmincnext.datasets.seg``/``det``/``cls``, ``mmincnext.models.classifiers``).
 """
 from . import checkpoint  # noqa: F401  (registers the safe local checkpoint loader)
 from .engine import *  # noqa: F401,F403
