@@ -3,6 +3,8 @@ import copy
 import importlib.util
 from pathlib import Path
 
+import mmcv
+import numpy as np
 import pytest
 import timm
 import torch
@@ -59,3 +61,22 @@ def timm_reference():
         return copy.deepcopy(cache[arch])
 
     return make
+
+
+def enlarged(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement, as tools/image_demo.py draws small images."""
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def read_demo_picture(out_file: Path, layout: dict):
+    """The PNG written by tools/image_demo.py, its panels cut out by the layout it reported."""
+    assert out_file.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    picture = mmcv.imread(str(out_file), channel_order='rgb')
+    boxes = list(layout['panels'].values())
+    assert len({y for _, y, _, _ in boxes}) == 1  # one row, left to right, not overlapping
+    assert all(x0 + w0 < x1 for (x0, _, w0, _), (x1, _, _, _) in zip(boxes, boxes[1:]))
+    assert all(x + w <= picture.shape[1] and y + h <= picture.shape[0] for x, y, w, h in boxes)
+    panels = {title: picture[y:y + h, x:x + w] for title, (x, y, w, h) in layout['panels'].items()}
+    for name, colour, (x, y, w, h) in layout['legend']:  # each swatch is its class's colour
+        assert (picture[y:y + h, x:x + w] == colour).all(), name
+    return panels, {name: tuple(colour) for name, colour, _ in layout['legend']}

@@ -10,6 +10,7 @@
 """
 import pickle
 import socket
+from pathlib import Path
 
 import mmcv
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from safetensors.torch import save_file
-from conftest import REPO, load_tool, relative_error
+from conftest import REPO, enlarged, load_tool, read_demo_picture, relative_error
 
 import mmincnext.checkpoint
 from mmincnext.checkpoint import CheckpointError, read_checkpoint
@@ -243,3 +244,20 @@ def test_classification_inferencer_labels_with_the_checkpoints_classes(cls_run, 
     result = inferencer(image_file)[0]
     assert result['pred_class'] == CLASSES[result['pred_label']]
     assert len(result['pred_scores']) == len(CLASSES)
+
+
+def test_image_demo_lists_the_top_classes(cls_run, tmp_path):
+    """tools/image_demo.py on a classifier: the 48x48 image enlarged 8x beside its top-5 classes and the truth."""
+    image_file = cls_run['runner'].val_dataloader.dataset.get_data_info(0)['img_path']
+    true_class = Path(image_file).parent.name
+    out_file = tmp_path / 'classes.png'
+    demo = load_tool('image_demo')
+    layout = demo.main([image_file, str(DEMOS / 'incnext_cls_demo.py'), cls_run['checkpoint'], '--gt', true_class,
+                        '--out-file', str(out_file)])
+    panels, legend = read_demo_picture(out_file, layout)
+    assert list(panels) == ['input', 'top-5'] and layout['factor'] == 8 and not legend
+    assert np.array_equal(panels['input'], enlarged(mmcv.imread(image_file, channel_order='rgb'), 8))
+    assert panels['top-5'].shape[0] == 384
+    ink = panels['top-5'].reshape(-1, 3)
+    assert (ink == demo.TRUTH).all(-1).any()  # the true class is named
+    assert (ink == demo.BAR).all(-1).sum() >= 4 * 5  # the score bars of (at least) the four other classes

@@ -17,7 +17,7 @@ import pytest
 import timm
 import torch
 from mmengine.config import Config
-from conftest import REPO, load_tool
+from conftest import REPO, enlarged, load_tool, read_demo_picture
 
 from mmincnext.datasets import DatasetLayoutError
 from mmincnext.utils import CPUBF16OptimWrapper, adapt_to_machine, enable_amp, sync_bn_to_bn
@@ -145,21 +145,55 @@ def test_test_tool_reports_miou_of_its_predictions(trained, tmp_path):
     assert metrics['mIoU'] == pytest.approx(expected, abs=0.006)  # mmseg rounds to 2 decimals
 
 
-def test_test_tool_tta(trained, tmp_path):
-    metrics = load_tool('test').main([
-        CONFIG, str(trained['checkpoint']), '--tta', '--work-dir', str(tmp_path),
+def test_test_tool_tta_single_scale_is_the_plain_test(trained, tmp_path):
+    """--tta reports multi_scale/ and single_scale/ metrics from one pass; single_scale/mIoU is the plain test's.
+    Labelled with the plain test's own predictions, the plain test scores 100 and any other view would score less."""
+    test_tool = load_tool('test')
+    plain_dir = tmp_path / 'plain'
+    test_tool.main([CONFIG, str(trained['checkpoint']), '--work-dir', str(tmp_path / 'work'), '--out', str(plain_dir),
+                    '--cfg-options', *trained['options']])
+    data_root = tmp_path / 'ADEChallengeData2016'
+    shutil.copytree(trained['data_root'] / 'images' / 'validation', data_root / 'images' / 'validation')
+    shutil.copytree(plain_dir, data_root / 'annotations' / 'validation')
+    labels = [mmcv.imread(str(f), flag='unchanged') for f in plain_dir.glob('*.png')]
+    assert len(np.unique(np.concatenate([label.ravel() for label in labels]))) > 1  # not a constant prediction
+    options = [*trained['options'], f'test_dataloader.dataset.data_root={data_root}']
+    # the paper's protocol at the options' test scale 256x64 (instead of 2048x512)
+    tta_scales = [f'tta_pipeline.1.transforms.0.{i}.scale=({int(256 * r)},{int(64 * r)})'
+                  for i, r in enumerate(Config.fromfile(CONFIG).img_ratios)]
+    plain = test_tool.main([CONFIG, str(trained['checkpoint']), '--work-dir', str(tmp_path / 'work'),
+                            '--cfg-options', *options])
+    both = test_tool.main([CONFIG, str(trained['checkpoint']), '--tta', '--work-dir', str(tmp_path / 'work'),
+                           '--cfg-options', *options, *tta_scales])
+    assert plain['mIoU'] == 100
+    assert both['single_scale/mIoU'] == plain['mIoU'] and both['single_scale/aAcc'] == plain['aAcc']
+    assert 0 <= both['multi_scale/mIoU'] <= 100
+
+
+def test_image_demo_draws_input_prediction_truth_and_legend(trained, tmp_path):
+    """A 64x64 ADE20K image: input | prediction | ground truth, 6x enlarged (>= 384 px), with a class legend in
+    the checkpoint's ADE20K colours."""
+    from mmseg.datasets import ADE20KDataset
+
+    image_file = sorted((trained['data_root'] / 'images' / 'validation').glob('*.jpg'))[0]
+    label_file = trained['data_root'] / 'annotations' / 'validation' / f'{image_file.stem}.png'
+    out_file = tmp_path / 'demo.png'
+    layout = load_tool('image_demo').main([
+        str(image_file), CONFIG, str(trained['checkpoint']), '--gt', str(label_file), '--out-file', str(out_file),
         '--cfg-options', *trained['options']])
-    assert 0 <= metrics['mIoU'] <= 100
-
-
-def test_image_demo_writes_overlay(trained, tmp_path):
-    image_file = next((trained['data_root'] / 'images' / 'validation').glob('*.jpg'))
-    out_file = tmp_path / 'overlay.png'
-    load_tool('image_demo').main([str(image_file), CONFIG, str(trained['checkpoint']), '--out-file', str(out_file),
-                                  '--cfg-options', *trained['options']])
-    image, overlay = mmcv.imread(str(image_file)), mmcv.imread(str(out_file))
-    assert overlay.shape == image.shape
-    assert np.abs(overlay.astype(int) - image.astype(int)).mean() > 5  # the segmentation is painted over it
+    panels, legend = read_demo_picture(out_file, layout)
+    assert list(panels) == ['input', 'prediction', 'ground truth'] and layout['factor'] == 6
+    assert all(panel.shape == (384, 384, 3) for panel in panels.values())
+    assert np.array_equal(panels['input'], enlarged(mmcv.imread(str(image_file), channel_order='rgb'), 6))
+    # ADE20K's label encoding: 0 is "other" (not labelled, black), k is class k - 1.
+    classes, palette = ADE20KDataset.METAINFO['classes'], np.asarray(ADE20KDataset.METAINFO['palette'], np.uint8)
+    label = mmcv.imread(str(label_file), flag='unchanged').astype(int)
+    truth = np.where(label[..., None] > 0, palette[label - 1], 0).astype(np.uint8)
+    assert np.array_equal(panels['ground truth'], enlarged(truth, 6))
+    assert {classes[k - 1] for k in np.unique(label) if k > 0} | {'not labelled'} <= set(legend)
+    assert all(legend[name] == tuple(palette[classes.index(name)]) for name in legend if name != 'not labelled')
+    predicted_colours = {tuple(c) for c in panels['prediction'].reshape(-1, 3)}
+    assert predicted_colours <= set(legend.values())
 
 
 def test_missing_dataset_names_path_and_layout(workspace, tmp_path, monkeypatch):
@@ -224,9 +258,12 @@ def test_cpu_bf16_optim_wrapper_autocasts():
 
 
 def test_image_demo_draws_detections_for_mmdet_configs(tmp_path):
-    """The same tool dispatches on default_scope: an mmdet config gets boxes and masks drawn."""
+    """The same tool dispatches on default_scope: an mmdet config gets instances drawn, here beside the COCO
+    annotation of the image, in the checkpoint's class colours."""
     from mmengine.registry import init_default_scope
     from mmdet.registry import MODELS
+
+    from mmincnext.datasets.synthetic_coco import CLASSES, PALETTE
 
     config = str(REPO / 'configs' / 'demo' / 'mask_rcnn_incnext_demo.py')
     cfg = Config.fromfile(config)
@@ -236,12 +273,25 @@ def test_image_demo_draws_detections_for_mmdet_configs(tmp_path):
     model = MODELS.build(cfg.model)
     model.init_weights()
     checkpoint = tmp_path / 'mask_rcnn.pth'
-    torch.save(dict(state_dict=model.state_dict()), checkpoint)
-    image_file, out_file = tmp_path / 'image.jpg', tmp_path / 'detections.png'
+    torch.save(dict(meta=dict(dataset_meta=dict(classes=CLASSES, palette=PALETTE)), state_dict=model.state_dict()),
+               checkpoint)
+    image_file, out_file, ann_file = tmp_path / 'image.jpg', tmp_path / 'detections.png', tmp_path / 'gt.json'
     image = np.full((96, 128, 3), 128, np.uint8)
     mmcv.imwrite(image, str(image_file))
-    load_tool('image_demo').main([str(image_file), config, str(checkpoint), '--out-file', str(out_file),
-                                  '--score-thr', '0'])
-    drawn = mmcv.imread(str(out_file))
-    assert drawn.shape == image.shape
-    assert (np.abs(drawn.astype(int) - image).sum(-1) > 30).mean() > 0.01  # boxes (score >= 0) are painted
+    square = [[20, 30, 60, 30, 60, 70, 20, 70]]  # polygon of a 40x40 square at (20, 30)
+    ann_file.write_text(json.dumps(dict(
+        images=[dict(id=7, file_name='val/image.jpg', height=96, width=128)],
+        annotations=[dict(id=1, image_id=7, category_id=2, bbox=[20, 30, 40, 40], area=1600, iscrowd=0,
+                          segmentation=square)],
+        categories=[dict(id=i + 1, name=name) for i, name in enumerate(CLASSES)])))
+    layout = load_tool('image_demo').main([str(image_file), config, str(checkpoint), '--out-file', str(out_file),
+                                           '--score-thr', '0', '--gt', str(ann_file)])
+    panels, legend = read_demo_picture(out_file, layout)
+    assert list(panels) == ['input', 'prediction', 'ground truth'] and layout['factor'] == 4
+    assert np.array_equal(panels['input'], enlarged(image, 4))
+    assert (np.abs(panels['prediction'].astype(int) - 128).sum(-1) > 30).mean() > 0.01  # instances (score >= 0)
+    assert set(legend) <= set(CLASSES) and all(legend[name] == PALETTE[CLASSES.index(name)] for name in legend)
+    # The annotated square (category 2: CLASSES[1]), half covered by its class colour, away from its tag.
+    assert CLASSES[1] in legend
+    inside = panels['ground truth'][4 * 50:4 * 68, 4 * 22:4 * 58].reshape(-1, 3).astype(int)
+    assert np.abs(inside - (128 + np.asarray(PALETTE[1])) / 2).max() <= 1
