@@ -1,6 +1,7 @@
 """RetinaNet (COCO) and Mask2Former (ADE20K) on InceptionNeXt-T: the configs follow mmdet's / mmseg's Swin-T recipes,
 their sizes equal an independent count (timm's backbone + our output norms + the heads of mmdet's / mmseg's own Swin-T
 configs), and each family trains a step and predicts on CPU in a shrunk form."""
+import copy
 import functools
 
 import pytest
@@ -37,6 +38,16 @@ def unscoped(node):
     return node
 
 
+@functools.lru_cache(maxsize=None)
+def _config(name: str) -> Config:
+    return get_config(name) if '::' in name else load_config(name)
+
+
+def config(name: str) -> Config:
+    """``configs/<name>``, or an mmdet/mmseg config ``'pkg::path'``, parsed once per session (a copy each time)."""
+    return copy.deepcopy(_config(name))
+
+
 def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -44,7 +55,7 @@ def count(module: torch.nn.Module) -> int:
 @functools.lru_cache(maxsize=None)
 def full_size(name: str):
     """(ours, mmdet's / mmseg's Swin-T model) built from the configs: BN for SyncBN, not initialised."""
-    return build_model_from_config(load_config(name)), build_model_from_config(get_config(SWIN_T[name]))
+    return build_model_from_config(config(name)), build_model_from_config(config(SWIN_T[name]))
 
 
 @functools.lru_cache(maxsize=None)
@@ -54,7 +65,7 @@ def timm_backbone_params() -> int:
 
 
 def test_retinanet_config_follows_mmdet_swin_recipe():
-    cfg, swin = load_config(RETINANET), get_config(SWIN_T[RETINANET])
+    cfg, swin = config(RETINANET), config(SWIN_T[RETINANET])
     backbone = cfg.model.backbone
     assert cfg.default_scope == 'mmdet' and backbone.type == 'InceptionNeXt' and backbone.arch == 'tiny'
     assert backbone.init_cfg == dict(type='Pretrained', checkpoint=RELEASE)
@@ -69,12 +80,12 @@ def test_retinanet_config_follows_mmdet_swin_recipe():
     assert unscoped(cfg.train_dataloader.dataset.pipeline) == unscoped(swin.train_dataloader.dataset.pipeline)
     assert cfg.val_evaluator.metric == 'bbox' and cfg.train_cfg.max_epochs == 12
     # The optimisation of the Mask R-CNN configs (Swin-T's detection recipe), not R50's SGD.
-    assert cfg.optim_wrapper == load_config('mask_rcnn_incnext_t_coco.py').optim_wrapper
+    assert cfg.optim_wrapper == config('mask_rcnn_incnext_t_coco.py').optim_wrapper
     assert cfg.optim_wrapper.optimizer.type == 'AdamW' and cfg.optim_wrapper.optimizer.lr == 1e-4
 
 
 def test_mask2former_config_follows_mmseg_swin_recipe():
-    cfg, swin = load_config(MASK2FORMER), get_config(SWIN_T[MASK2FORMER])
+    cfg, swin = config(MASK2FORMER), config(SWIN_T[MASK2FORMER])
     backbone = cfg.model.backbone
     assert cfg.default_scope == 'mmseg' and backbone.type == 'InceptionNeXt' and backbone.arch == 'tiny'
     assert backbone.init_cfg == dict(type='Pretrained', checkpoint=RELEASE)
@@ -111,7 +122,7 @@ def test_mask2former_parameter_groups_map_swin_t():
     """Swin-T's groups on InceptionNeXt-T: the backbone at 0.1x the lr, none of its norms (every BN, found by type)
     nor its layer scales decayed; the head's embeddings not decayed; the rest decayed at the full lr."""
     model, _ = full_size(MASK2FORMER)
-    cfg = load_config(MASK2FORMER)
+    cfg = config(MASK2FORMER)
     groups = build_optim_wrapper(model, cfg.optim_wrapper).optimizer.param_groups
     lr, wd = cfg.optim_wrapper.optimizer.lr, cfg.optim_wrapper.optimizer.weight_decay
     setting = {id(p): (g['lr'], g['weight_decay']) for g in groups for p in g['params']}
@@ -151,7 +162,7 @@ def test_retinanet_macs_equal_timm_backbone_plus_norms_plus_swin_t_heads():
 
 def shrunk(name: str) -> Config:
     """The config with a small InceptionNeXt and narrow heads, for a training step on tiny images."""
-    cfg = load_config(name)
+    cfg = config(name)
     cfg.model.backbone.update(arch=TINY_ARCH, init_cfg=None)
     return cfg
 
@@ -249,10 +260,53 @@ def test_config_imports_register_its_dataset(name, tmp_path):
     """The config's own custom_imports register its dataset class, whose missing-data error names the folder."""
     from mmengine.registry import DATASETS, init_default_scope
     from mmengine.utils import import_modules_from_strings
-    cfg = load_config(name)
+    cfg = config(name)
     import_modules_from_strings(**cfg.custom_imports)
     init_default_scope(cfg.default_scope)
     dataset = cfg.train_dataloader.dataset
     dataset.data_root = str(tmp_path / 'missing')
     with pytest.raises(FileNotFoundError, match=str(tmp_path / 'missing')):
         DATASETS.build(dataset)
+
+
+def test_retinanet_training_pipeline_reads_coco(tmp_path):
+    """The config's dataset and training pipeline (mmdet's: 1333x800 keep-ratio resize, flip) on a COCO-format set."""
+    import json
+    from mmdet.registry import DATASETS
+    from mmengine.registry import init_default_scope
+    from mmincnext.datasets.det import generate_synthetic_coco
+    from mmincnext.datasets.synthetic_coco import CLASSES
+    root = tmp_path / 'coco'
+    generate_synthetic_coco(str(root), num_train_images=2, num_val_images=1, image_size=128, seed=0)
+    cfg = config(RETINANET)
+    cfg.train_dataloader.dataset.update(data_root=str(root), metainfo=dict(classes=CLASSES))  # the set's classes
+    init_default_scope('mmdet')
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    annotations = json.loads((root / 'annotations/instances_train2017.json').read_text())['annotations']
+    sample = dataset[0]
+    assert sample['inputs'].shape == (3, 800, 800)  # 128x128 scaled by 6.25 to fit 1333x800
+    gt = sample['data_samples'].gt_instances
+    assert len(gt) == sum(a['image_id'] == sample['data_samples'].img_id for a in annotations) > 0
+    assert (gt.bboxes.tensor >= 0).all() and (gt.bboxes.tensor <= 800).all()
+
+
+def test_mask2former_training_pipeline_reads_ade20k(tmp_path):
+    """The config's dataset and training pipeline (mmseg's Mask2Former one: short-edge resize to 256-1024, 512 crop,
+    flip, photometric distortion) on an ADE20K-format set."""
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import DATASETS
+    from mmincnext.datasets.seg import generate_synthetic_scenes
+    root = tmp_path / 'ade'
+    generate_synthetic_scenes(str(root), num_train=2, num_val=1, image_size=64, seed=0)
+    cfg = config(MASK2FORMER)
+    cfg.train_dataloader.dataset.data_root = str(root)
+    init_default_scope('mmseg')
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    torch.manual_seed(0)
+    for index in (0, 1):
+        sample = dataset[index]
+        height, width = sample['inputs'].shape[1:]
+        assert 256 <= height == width <= 512  # a square image resized to a short side of 256-1024, then cropped
+        labels = sample['data_samples'].gt_sem_seg.data
+        assert labels.shape == (1, height, width)
+        assert set(labels.unique().tolist()) <= set(range(150)) | {255}  # reduce_zero_label: 0 -> 255
