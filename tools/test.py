@@ -23,8 +23,9 @@ def parse_args(argv=None):
                         "default_hooks.visualization.interval-th image; mmseg's default is 50)")
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of --show (s)')
     parser.add_argument('--tta', action='store_true',
-                        help="test-time augmentation with the config's tta_model and tta_pipeline "
-                        '(segmentation: multi-scale 0.5-1.75 and flip)')
+                        help="test-time augmentation with the config's tta_model and tta_pipeline, evaluated with "
+                        'its tta_evaluator if it has one (ADE20K: the paper\'s multi-scale protocol, 6 scales x flip; '
+                        'reports multi_scale/mIoU and, from the same pass, single_scale/mIoU)')
     return parse_tool_args(parser, argv)
 
 
@@ -53,6 +54,8 @@ def enable_tta(cfg: Config) -> None:
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     cfg.tta_model.module = cfg.model
     cfg.model = cfg.tta_model
+    if 'tta_evaluator' in cfg:  # e.g. multi-scale and single-scale metrics of one pass
+        cfg.test_evaluator = cfg.tta_evaluator
 
 
 def main(argv=None):
@@ -68,7 +71,9 @@ def main(argv=None):
     if args.tta:
         enable_tta(cfg)
     if args.out is not None and scope == 'mmseg':
-        cfg.test_evaluator.update(output_dir=args.out, keep_results=True)
+        # the first metric's predictions (with --tta: the multi-scale ones)
+        metric = cfg.test_evaluator[0] if isinstance(cfg.test_evaluator, list) else cfg.test_evaluator
+        metric.update(output_dir=args.out, keep_results=True)
 
     runner = build_runner(cfg)
     if args.out is not None and scope != 'mmseg':

@@ -38,6 +38,9 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
+    # ADE20K's test resize shrunk like the rest (2048x512 -> 512x128): a no-op on the 128x128 scenes, but the
+    # single-scale view of --tta below for any image.
+    dict(type='Resize', scale=(4 * image_size, image_size), keep_ratio=True),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
@@ -50,6 +53,22 @@ train_dataloader = dict(
 val_dataloader = dict(
     batch_size=8, num_workers=1, dataset=dict(**scenes, pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# --tta: the paper's protocol shrunk like the rest of the demo: each ratio r rescales the image to fit (512r, 128r), so
+# the 128x128 scenes are fed at 64..224 and r=1.0 unflipped is the single-scale test view. The ADE20K scale
+# (2048r, 512r) would feed them at 256..896, far from the size the demo trains and tests at.
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale=(int(4 * image_size * r), int(image_size * r)), keep_ratio=True)
+             for r in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)],
+            [dict(type='RandomFlip', prob=0., direction='horizontal'),
+             dict(type='RandomFlip', prob=1., direction='horizontal')],
+            [dict(type='LoadAnnotations', reduce_zero_label=True)],
+            [dict(type='PackSegInputs')],
+        ])
+]
 
 max_iters = 900
 warmup_iters = 50
