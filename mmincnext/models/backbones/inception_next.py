@@ -197,6 +197,8 @@ class InceptionNeXt(BaseModule):
                      band_kernel_size=11, branch_ratio=1 / 8),
     }
     num_stages = 4
+    # The total stride (4 x 2 x 2 x 2): a smaller side leaves the last 2x2 downsample less than one 2x2 window.
+    min_input_size = 32
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
@@ -317,6 +319,10 @@ class InceptionNeXt(BaseModule):
         self.deploy = True
 
     def forward(self, x: torch.Tensor):
+        if x.shape[-2] < self.min_input_size or x.shape[-1] < self.min_input_size:
+            raise ValueError(f'InceptionNeXt needs inputs of at least {self.min_input_size}x{self.min_input_size} '
+                             f'pixels (its total stride), got {x.shape[-2]}x{x.shape[-1]} (HxW): resize the image, or '
+                             "pad it (the data preprocessor's size or size_divisor)")
         # The network runs channels-last (see ConvMlp); the outputs come back in the input's memory format.
         memory_format = torch.contiguous_format if x.is_contiguous() else torch.channels_last
         x = self.stem(x.contiguous(memory_format=torch.channels_last))
