@@ -19,6 +19,7 @@ import torch
 from mmengine.config import Config
 from conftest import REPO, enlarged, load_tool, read_demo_picture
 
+from mmincnext.checkpoint import CheckpointError
 from mmincnext.datasets import DatasetLayoutError
 from mmincnext.utils import CPUBF16OptimWrapper, adapt_to_machine, enable_amp, sync_bn_to_bn
 
@@ -191,6 +192,16 @@ def test_image_demo_draws_input_prediction_truth_and_legend(trained, tmp_path):
     assert all(legend[name] == tuple(palette[classes.index(name)]) for name in legend if name != 'not labelled')
     predicted_colours = {tuple(c) for c in panels['prediction'].reshape(-1, 3)}
     assert predicted_colours <= set(legend.values())
+
+
+def test_image_demo_refuses_a_checkpoint_of_another_model(trained, tmp_path):
+    """The Inferencers only warn about weights that do not fit (and predict with random ones there)."""
+    image_file = next((trained['data_root'] / 'images' / 'validation').glob('*.jpg'))
+    with pytest.raises(CheckpointError, match=r'shape mismatch \(\d+\):\s+decode_head'):
+        load_tool('image_demo').main([str(image_file), CONFIG, str(trained['checkpoint']), '--out-file',
+                                      str(tmp_path / 'out.png'), '--cfg-options', *trained['options'],
+                                      'model.decode_head.channels=8'])
+    assert not (tmp_path / 'out.png').exists()
 
 
 def test_missing_dataset_names_path_and_layout(workspace, tmp_path, monkeypatch):

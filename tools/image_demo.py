@@ -9,7 +9,8 @@ ground truth side by side, with a legend of the classes shown.
 The config's ``default_scope`` picks the task and the OpenMMLab Inferencer that runs the model: mmseg's
 ``MMSegInferencer`` (each pixel in its class colour), mmdet's ``DetInferencer`` (instance masks, boxes and scores)
 or mmpretrain's ``ImageClassificationInferencer`` (the top-5 classes). Class names and colours are the checkpoint's
-``dataset_meta``, as the Inferencers read it. ``--gt`` is a label map (segmentation, in the dataset's encoding:
+``dataset_meta``, as the Inferencers read it; every weight of the checkpoint must fit the config's model (the
+Inferencers alone would only warn). ``--gt`` is a label map (segmentation, in the dataset's encoding:
 the config's ``LoadAnnotations`` reads it), a COCO annotation file holding the image (detection) or a class name
 (classification). Small images are enlarged by a whole factor, nearest neighbour, so that every panel is at least
 ``--min-size`` (384) pixels: a 128x128 demo image becomes 384x384.
@@ -23,8 +24,10 @@ import cv2
 import mmcv
 import numpy as np
 from mmengine.config import Config, DictAction
+from mmengine.runner.checkpoint import CheckpointLoader
 from mmengine.utils import mkdir_or_exist
 
+from mmincnext.checkpoint import extract_state_dict, load_state_dict_strictly
 from mmincnext.utils import sync_bn_to_bn
 
 Colour = Tuple[int, int, int]  # RGB
@@ -71,6 +74,13 @@ def class_colours(palette, num_classes: int) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (num_classes, 3), dtype=np.uint8)
 
 
+def check_all_weights_loaded(model, checkpoint: str):
+    """The Inferencers load non-strictly: a key that does not fit only gets a warning, and the model predicts with
+    random weights there. Load again, strictly: every weight must fit (mmincnext.checkpoint.CheckpointError)."""
+    state_dict = extract_state_dict(CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu'))
+    load_state_dict_strictly(model, state_dict, repr(checkpoint), ignore_prefixes=())
+
+
 def text_scale(size: int) -> float:
     return max(0.5, size / 640)
 
@@ -109,6 +119,7 @@ def segmentation(cfg: Config, image: np.ndarray, factor: int, args) -> Tuple[Lis
     from mmseg.apis import MMSegInferencer
 
     inferencer = MMSegInferencer(model=cfg, weights=args.checkpoint, device=args.device)
+    check_all_weights_loaded(inferencer.model, args.checkpoint)
     prediction = inferencer(args.img, return_datasamples=True).pred_sem_seg.data[0].cpu().numpy()
     meta = inferencer.model.dataset_meta
     classes = list(meta['classes'])
@@ -183,6 +194,7 @@ def detection(cfg: Config, image: np.ndarray, factor: int, args) -> Tuple[List[P
     from mmdet.visualization.palette import get_palette
 
     inferencer = DetInferencer(model=cfg, weights=args.checkpoint, device=args.device, show_progress=False)
+    check_all_weights_loaded(inferencer.model, args.checkpoint)
     predicted = inferencer(args.img, return_datasamples=True, no_save_vis=True)['predictions'][0].pred_instances
     predicted = predicted[predicted.scores >= args.score_thr].cpu()
     classes = list(inferencer.model.dataset_meta['classes'])
@@ -204,6 +216,7 @@ def classification(cfg: Config, image: np.ndarray, factor: int, args) -> Tuple[L
     from mmpretrain.apis import ImageClassificationInferencer
 
     inferencer = ImageClassificationInferencer(model=cfg, pretrained=args.checkpoint, device=args.device)
+    check_all_weights_loaded(inferencer.model, args.checkpoint)
     scores = inferencer(args.img)[0]['pred_scores']
     classes = list(inferencer.classes or [str(i) for i in range(len(scores))])
     if args.gt and args.gt not in classes:
