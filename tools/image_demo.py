@@ -148,8 +148,9 @@ def segmentation(cfg: Config, image: np.ndarray, factor: int, args) -> Tuple[Lis
 
 # --- detection ----------------------------------------------------------------------------------------------------
 def draw_instances(image: np.ndarray, factor: int, instances: Sequence[dict], classes: Sequence[str],
-                   colours: np.ndarray) -> np.ndarray:
-    """Masks (half transparent), boxes and 'class score' tags, the lowest score first so the best stay on top."""
+                   colours: np.ndarray, empty_note: str) -> np.ndarray:
+    """Masks (half transparent), boxes and 'class score' tags, the lowest score first so the best stay on top;
+    ``empty_note`` when there is none."""
     canvas = enlarge(image, factor).astype(np.float32)
     for instance in instances:
         if instance.get('mask') is not None:
@@ -162,12 +163,18 @@ def draw_instances(image: np.ndarray, factor: int, instances: Sequence[dict], cl
         x1, y1, x2, y2 = (int(round(v * factor)) for v in instance['box'])
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
         tag = classes[instance['label']] + (f" {instance['score']:.2f}" if 'score' in instance else '')
-        width, height = text_size(tag, scale)
-        top = max(0, y1 - height - 8)
-        cv2.rectangle(canvas, (x1, top), (x1 + width + 6, top + height + 8), colour, -1)
-        ink = INK if sum(colour) > 380 else BACKGROUND
-        put_text(canvas, tag, x1 + 3, top + height + 4, scale, ink)
+        put_tag(canvas, tag, x1, y1, scale, colour)
+    if not instances:  # say so, rather than show what looks like a copy of the input
+        put_tag(canvas, empty_note, 0, canvas.shape[0], scale, BACKGROUND)
     return canvas
+
+
+def put_tag(canvas: np.ndarray, text: str, left: int, bottom: int, scale: float, colour: Colour):
+    """``text`` on a filled box of ``colour`` whose bottom left corner is (left, bottom), kept inside the canvas."""
+    width, height = text_size(text, scale)
+    top = max(0, bottom - height - 8)
+    cv2.rectangle(canvas, (left, top), (left + width + 6, top + height + 8), colour, -1)
+    put_text(canvas, text, left + 3, top + height + 4, scale, INK if sum(colour) > 380 else BACKGROUND)
 
 
 def coco_instances(path: str, image_file: str, classes: Sequence[str]) -> List[dict]:
@@ -205,7 +212,8 @@ def detection(cfg: Config, image: np.ndarray, factor: int, args) -> Tuple[List[P
                                                                masks)][::-1]}  # sorted by score: best last
     if args.gt:
         drawn['ground truth'] = coco_instances(args.gt, args.img, classes)
-    panels = [(title, draw_instances(image, factor, instances, classes, colours))
+    notes = {'prediction': f'no instance scores >= {args.score_thr:g}', 'ground truth': 'no annotation'}
+    panels = [(title, draw_instances(image, factor, instances, classes, colours, notes[title]))
               for title, instances in drawn.items()]
     present = sorted({instance['label'] for instances in drawn.values() for instance in instances})
     return panels, [(classes[i], tuple(int(c) for c in colours[i])) for i in present]
