@@ -1,8 +1,9 @@
 from .hooks import NonFiniteLossHook, RandomStateHook
 from .optimizers import InceptionNeXtLearningRateDecayOptimizerConstructor
 from .runner import AtomicCheckpointRunner
+from .schedulers import TimmCosineLR
 
 __all__ = [
     'AtomicCheckpointRunner', 'InceptionNeXtLearningRateDecayOptimizerConstructor', 'NonFiniteLossHook',
-    'RandomStateHook'
+    'RandomStateHook', 'TimmCosineLR'
 ]
