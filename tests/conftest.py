@@ -1,5 +1,6 @@
 """Shared test helpers (imported as ``from conftest import ...``) and fixtures."""
 import copy
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -9,8 +10,13 @@ import pytest
 import timm
 import torch
 from mmengine.config import Config
+from mmengine.config import utils as config_utils
 
 REPO = Path(__file__).resolve().parents[1]
+
+# mmengine resolves every `mmdet::`/`mmseg::` base by parsing all of that package's metafiles again (~100 YAML
+# files, over a second of CPU each time here); a test session parses each file once (they do not change under it).
+config_utils.load = functools.lru_cache(maxsize=None)(config_utils.load)
 
 
 def load_tool(name: str):
