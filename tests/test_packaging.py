@@ -79,8 +79,7 @@ def test_wheel_carries_configs_tools_model_index_and_license(wheel):
                for folder in ('configs', 'tools') for path in (REPO / folder).rglob('*')
                if path.suffix in ('.py', '.yml', '.sh') and '__pycache__' not in path.parts}
     shipped.discard('mmincnext/.mim/tools/setup_env.sh')  # makes the checkout's .venv: no use installed
-    if (REPO / 'model-index.yml').exists():
-        shipped.add('mmincnext/.mim/model-index.yml')
+    shipped.add('mmincnext/.mim/model-index.yml')
     assert 'mmincnext/.mim/tools/train.py' in shipped and 'mmincnext/.mim/configs/_base_/default_runtime.py' in shipped
     assert shipped <= names, sorted(shipped - names)
     assert 'mmincnext/.mim/tools/setup_env.sh' not in names
@@ -97,10 +96,8 @@ def test_sdist_carries_what_installing_it_needs(source):
     with tarfile.open(source.parent / result.stdout.splitlines()[-1]) as archive:
         names = {name.partition('/')[2] for name in archive.getnames()}
     expected = {'LICENSE', 'README.md', 'setup.py', 'mmincnext/.mim/tools/train.py',
-                'mmincnext/.mim/configs/upernet_incnext_t_ade20k.py'}
+                'mmincnext/.mim/configs/upernet_incnext_t_ade20k.py', 'mmincnext/.mim/model-index.yml'}
     expected |= {f'requirements/{path.name}' for path in (REPO / 'requirements').glob('*.txt')}
-    if (REPO / 'model-index.yml').exists():
-        expected.add('mmincnext/.mim/model-index.yml')
     assert expected <= names, sorted(expected - names)
 
 
@@ -171,8 +168,7 @@ print(json.dumps(dict(package=mmincnext.__file__, before=before, registered=regi
 
 
 def test_mim_search_lists_the_model_index(site, tmp_path):
-    if not (REPO / 'model-index.yml').exists():
-        pytest.skip('no model-index.yml in the checkout yet: nothing for `mim search` to list')
+    """mim reads the installed model index and its metafiles: it lists every model of the checkout's index."""
     result = run_installed(site, sys.executable, '-m', 'mim', 'search', 'mmincnext', '--valid-config', cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     listed = ast.literal_eval(result.stdout.strip().splitlines()[-1])
