@@ -45,6 +45,11 @@ def upstream(path: str) -> Config:
     return get_config(path)
 
 
+def upstream_of(name: str) -> Config:
+    """The mmseg / mmdet ConvNeXt config that ``configs/<name>`` follows."""
+    return upstream(f'mmseg::convnext/{SEG[name]}' if name in SEG else f'mmdet::convnext/{DET[name]}')
+
+
 @functools.lru_cache(maxsize=None)
 def _ours(name: str) -> Config:
     return load_config(name)
@@ -78,7 +83,7 @@ def optimization(cfg: Config) -> dict:
 @pytest.mark.parametrize('name', sorted(SEG) + sorted(DET))
 def test_recipe_and_heads_equal_upstream_convnext_config(name):
     cfg = ours(name)
-    reference = upstream(('mmseg::convnext/' if name in SEG else 'mmdet::convnext/') + (SEG | DET)[name])
+    reference = upstream_of(name)
     expected = optimization(reference)
     if name.startswith('cascade_mask_rcnn_incnext_b'):
         expected['drop_path_rate'] = 0.7  # ConvNeXt's own Cascade Mask R-CNN ConvNeXt-B; mmdet has no B
@@ -156,8 +161,7 @@ def test_size_is_timm_backbone_plus_upstream_heads(name):
     import mmpretrain.models  # noqa: F401  (the upstream configs' mmpretrain.ConvNeXt)
     arch = arch_of(name)
     model = build_bn(ours(name))
-    reference_cfg = copy.deepcopy(upstream(('mmseg::convnext/' if name in SEG else 'mmdet::convnext/')
-                                           + (SEG | DET)[name]))
+    reference_cfg = copy.deepcopy(upstream_of(name))
     if name.startswith('cascade_mask_rcnn_incnext_b'):
         reference_cfg.model.backbone.arch = 'base'
         reference_cfg.model.neck.in_channels = [128, 256, 512, 1024]
@@ -209,10 +213,11 @@ def test_upernet_recipe_trains_a_step_and_predicts():
     torch.manual_seed(0)
     model = build_model_from_config(cfg)
     gen = torch.Generator().manual_seed(0)
-    shape = dict(img_shape=(64, 64), ori_shape=(64, 64))
     data = dict(inputs=[torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8, generator=gen) for _ in range(2)],
-                data_samples=[SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, 150, (1, 64, 64), generator=gen)),
-                                            metainfo=shape) for _ in range(2)])
+                data_samples=[SegDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64)),
+                                            gt_sem_seg=PixelData(data=torch.randint(0, 150, (1, 64, 64),
+                                                                                    generator=gen)))
+                              for _ in range(2)])
     losses, lr = train_one_step(model, data, cfg)
     assert {'decode.loss_ce', 'aux.loss_ce'} <= set(losses) and all(torch.isfinite(v) for v in losses.values())
     # Stage-wise decay 0.9 over 6: heads 1e-4, stage 3 (id 4) 0.9^3, stem (id 0) 0.9^7 of it.
