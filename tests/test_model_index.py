@@ -17,7 +17,7 @@ INDEX = REPO / 'model-index.yml'
 # deliberately not in the index.
 NOT_INDEXED = ('_base_', 'demo')
 # mmdet's RoI heads run the box branch on every proposal and the mask branch on the first 100 (`rois[:100]` in
-# StandardRoIHead.forward and CascadeRoIHead.forward, the `mode='tensor'` path get_flops traces).
+# StandardRoIHead.forward, the `mode='tensor'` path get_flops traces; get_flops makes CascadeRoIHead do the same).
 MASK_ROIS = 100
 RELEASE = 'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_{}.pth'
 ARCHS = dict(atto='atto', t='tiny', s='small', b='base')
