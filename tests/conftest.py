@@ -11,6 +11,7 @@ import timm
 import torch
 from mmengine.config import Config
 from mmengine.config import utils as config_utils
+from mmengine.hub import get_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,6 +31,35 @@ def load_tool(name: str):
 def load_config(name: str) -> Config:
     """``configs/<name>``."""
     return Config.fromfile(str(REPO / 'configs' / name))
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed_config(name: str) -> Config:
+    return get_config(name) if '::' in name else load_config(name)
+
+
+def config_copy(name: str) -> Config:
+    """``configs/<name>``, or an mmseg/mmdet config ``'pkg::path'``, parsed once per session (a copy each call, so
+    a test may change it)."""
+    return copy.deepcopy(_parsed_config(name))
+
+
+def unscoped(node):
+    """A config node as plain dicts and lists, without the ``_scope_`` keys that inheriting another package's base
+    adds."""
+    if isinstance(node, dict):
+        return {k: unscoped(v) for k, v in node.items() if k != '_scope_'}
+    if isinstance(node, (list, tuple)):
+        return type(node)(unscoped(v) for v in node)
+    return node
+
+
+@functools.lru_cache(maxsize=None)
+def timm_backbone_params(arch: str) -> int:
+    """Parameters of timm's ``inception_next_<arch>`` without its classification head: the independent count of the
+    backbone."""
+    model = timm.create_model(f'inception_next_{arch}', pretrained=False)
+    return sum(p.numel() for n, p in model.named_parameters() if not n.startswith('head.'))
 
 
 def relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:

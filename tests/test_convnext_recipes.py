@@ -5,16 +5,12 @@ schedules ours must equal with only the backbone swapped, and timm's ``inception
 A shrunk model of each new family trains a step through the config's own optimizer wrapper (the layer-decay
 constructor, on the machine-adapted AMP wrapper) and predicts on tiny inputs.
 """
-import copy
-import functools
 
 import pytest
-import timm
 import torch
 from mmengine.config import Config
-from mmengine.hub import get_config
 from mmengine.optim import build_optim_wrapper
-from conftest import load_config
+from conftest import config_copy, timm_backbone_params, unscoped
 
 from mmincnext.utils import adapt_to_machine, build_model_from_config
 
@@ -40,49 +36,26 @@ def arch_of(name: str) -> str:
     return next(arch for key, arch in ARCHS.items() if key in name)
 
 
-@functools.lru_cache(maxsize=None)
-def upstream(path: str) -> Config:
-    return get_config(path)
-
-
 def upstream_of(name: str) -> Config:
     """The mmseg / mmdet ConvNeXt config that ``configs/<name>`` follows."""
-    return upstream(f'mmseg::convnext/{SEG[name]}' if name in SEG else f'mmdet::convnext/{DET[name]}')
-
-
-@functools.lru_cache(maxsize=None)
-def _ours(name: str) -> Config:
-    return load_config(name)
-
-
-def ours(name: str) -> Config:
-    return copy.deepcopy(_ours(name))
-
-
-def plain(node):
-    """A config node as plain dicts and lists, without the ``_scope_`` marks of inherited external bases."""
-    if isinstance(node, dict):
-        return {k: plain(v) for k, v in node.items() if k != '_scope_'}
-    if isinstance(node, (list, tuple)):
-        return type(node)(plain(v) for v in node)
-    return node
+    return config_copy(f'mmseg::convnext/{SEG[name]}' if name in SEG else f'mmdet::convnext/{DET[name]}')
 
 
 def without(cfg: dict, *keys) -> dict:
-    return {k: v for k, v in plain(cfg).items() if k not in keys}
+    return {k: v for k, v in unscoped(cfg).items() if k not in keys}
 
 
 def optimization(cfg: Config) -> dict:
     """What a recipe trains with: the optimizer wrapper (less the constructor's name), schedule and iterations."""
     loop = cfg.train_cfg.get('max_iters', cfg.train_cfg.get('max_epochs'))
-    return dict(optim_wrapper=without(cfg.optim_wrapper, 'constructor'), param_scheduler=plain(cfg.param_scheduler),
+    return dict(optim_wrapper=without(cfg.optim_wrapper, 'constructor'), param_scheduler=unscoped(cfg.param_scheduler),
                 loop=loop, batch_size=cfg.train_dataloader.batch_size,
                 drop_path_rate=cfg.model.backbone.drop_path_rate)
 
 
 @pytest.mark.parametrize('name', sorted(SEG) + sorted(DET))
 def test_recipe_and_heads_equal_upstream_convnext_config(name):
-    cfg = ours(name)
+    cfg = config_copy(name)
     reference = upstream_of(name)
     expected = optimization(reference)
     if name.startswith('cascade_mask_rcnn_incnext_b'):
@@ -99,38 +72,32 @@ def test_recipe_and_heads_equal_upstream_convnext_config(name):
         ref_model['neck']['in_channels'] = [128, 256, 512, 1024]
     skip = ('backbone', 'data_preprocessor', 'pretrained', 'init_cfg')
     assert without(model, *skip) == without(ref_model, *skip)
-    assert plain(cfg.model.data_preprocessor) == plain(reference.model.data_preprocessor)
+    assert unscoped(cfg.model.data_preprocessor) == unscoped(reference.model.data_preprocessor)
     for loader in ('train_dataloader', 'test_dataloader'):
-        assert plain(cfg[loader].dataset.pipeline) == plain(reference[loader].dataset.pipeline), loader
+        assert unscoped(cfg[loader].dataset.pipeline) == unscoped(reference[loader].dataset.pipeline), loader
 
 
 @pytest.mark.parametrize('size', 'tsb')
 def test_cascade_1x_is_3x_model_on_mmdet_1x_schedule(size):
-    one, three = ours(f'cascade_mask_rcnn_incnext_{size}_coco.py'), ours(f'cascade_mask_rcnn_incnext_{size}_coco_3x.py')
-    mmdet_1x = upstream('mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py')
+    one, three = config_copy(f'cascade_mask_rcnn_incnext_{size}_coco.py'), config_copy(f'cascade_mask_rcnn_incnext_{size}_coco_3x.py')
+    mmdet_1x = config_copy('mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py')
     assert one.model == three.model and one.optim_wrapper == three.optim_wrapper
     # mmdet's 1x steps; the recipe's 1000-iteration warm-up (mmdet's R-50 1x warms up over 500).
-    assert one.train_cfg.max_epochs == 12 and plain(one.param_scheduler[1]) == plain(mmdet_1x.param_scheduler[1])
+    assert one.train_cfg.max_epochs == 12 and unscoped(one.param_scheduler[1]) == unscoped(mmdet_1x.param_scheduler[1])
     assert one.param_scheduler[0] == three.param_scheduler[0]
-    assert plain(one.train_dataloader.dataset.pipeline) == plain(mmdet_1x.train_dataloader.dataset.pipeline)
+    assert unscoped(one.train_dataloader.dataset.pipeline) == unscoped(mmdet_1x.train_dataloader.dataset.pipeline)
 
 
 def test_upernet_recipe_keeps_the_paper_model():
     """Only the recipe changes: the model (hence its size and MACs, held in test_seg_configs) is the paper
     config's, apart from drop path and the sliding-window test."""
     for size in 'tsb':
-        recipe = ours(f'upernet_incnext_{size}_ade20k_convnext_recipe.py')
-        paper = ours(f'upernet_incnext_{size}_ade20k.py')
+        recipe = config_copy(f'upernet_incnext_{size}_ade20k_convnext_recipe.py')
+        paper = config_copy(f'upernet_incnext_{size}_ade20k.py')
         for cfg in (recipe, paper):
             cfg.model.backbone.pop('drop_path_rate')
             cfg.model.pop('test_cfg')
         assert recipe.model == paper.model
-
-
-@functools.lru_cache(maxsize=None)
-def timm_backbone_params(arch: str) -> int:
-    model = timm.create_model(f'inception_next_{arch}', pretrained=False)
-    return sum(p.numel() for n, p in model.named_parameters() if not n.startswith('head.'))
 
 
 def count(model: torch.nn.Module, in_backbone: bool) -> int:
@@ -160,8 +127,8 @@ def test_size_is_timm_backbone_plus_upstream_heads(name):
     mmseg's / mmdet's own ConvNeXt model (full size, BN, not initialised)."""
     import mmpretrain.models  # noqa: F401  (the upstream configs' mmpretrain.ConvNeXt)
     arch = arch_of(name)
-    model = build_bn(ours(name))
-    reference_cfg = copy.deepcopy(upstream_of(name))
+    model = build_bn(config_copy(name))
+    reference_cfg = upstream_of(name)
     if name.startswith('cascade_mask_rcnn_incnext_b'):
         reference_cfg.model.backbone.arch = 'base'
         reference_cfg.model.neck.in_channels = [128, 256, 512, 1024]
@@ -179,7 +146,7 @@ SHRUNK_DIMS = (8, 16, 32, 64)
 def shrunk(name: str) -> Config:
     """The config as tools/train.py runs it on this machine (SyncBN -> BN, AMP -> CPU bfloat16 autocast), with a
     small InceptionNeXt of the same structure (depths 1, 1, 3, 1: stage 2 spans two layer-decay groups)."""
-    cfg = ours(name)
+    cfg = config_copy(name)
     adapt_to_machine(cfg, 'none')
     assert torch.cuda.is_available() or cfg.optim_wrapper.type == 'CPUBF16OptimWrapper'
     cfg.model.backbone.update(arch=dict(depths=(1, 1, 3, 1), dims=SHRUNK_DIMS), init_cfg=None)

@@ -1,7 +1,6 @@
 """RetinaNet (COCO) and Mask2Former (ADE20K) on InceptionNeXt-T: the configs follow mmdet's / mmseg's Swin-T recipes,
 their sizes equal an independent count (timm's backbone + our output norms + the heads of mmdet's / mmseg's own Swin-T
 configs), and each family trains a step and predicts on CPU in a shrunk form."""
-import copy
 import functools
 
 import pytest
@@ -9,11 +8,10 @@ import timm
 import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config
-from mmengine.hub import get_config
 from mmengine.optim import build_optim_wrapper
 from mmengine.structures import PixelData
 from torch.nn.modules.batchnorm import _BatchNorm
-from conftest import REPO, load_config, load_tool
+from conftest import REPO, config_copy, load_tool, timm_backbone_params, unscoped
 
 from mmincnext.utils import build_model_from_config
 
@@ -29,25 +27,6 @@ DIMS_T = (96, 192, 384, 768)
 TINY_ARCH = dict(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128))
 
 
-def unscoped(node):
-    """A config node without the ``_scope_`` keys that inheriting from another package's base adds."""
-    if isinstance(node, dict):
-        return {k: unscoped(v) for k, v in node.items() if k != '_scope_'}
-    if isinstance(node, (list, tuple)):
-        return type(node)(unscoped(v) for v in node)
-    return node
-
-
-@functools.lru_cache(maxsize=None)
-def _config(name: str) -> Config:
-    return get_config(name) if '::' in name else load_config(name)
-
-
-def config(name: str) -> Config:
-    """``configs/<name>``, or an mmdet/mmseg config ``'pkg::path'``, parsed once per session (a copy each time)."""
-    return copy.deepcopy(_config(name))
-
-
 def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -55,17 +34,11 @@ def count(module: torch.nn.Module) -> int:
 @functools.lru_cache(maxsize=None)
 def full_size(name: str):
     """(ours, mmdet's / mmseg's Swin-T model) built from the configs: BN for SyncBN, not initialised."""
-    return build_model_from_config(config(name)), build_model_from_config(config(SWIN_T[name]))
-
-
-@functools.lru_cache(maxsize=None)
-def timm_backbone_params() -> int:
-    reference = timm.create_model('inception_next_tiny', pretrained=False)
-    return count(reference) - count(reference.head)
+    return build_model_from_config(config_copy(name)), build_model_from_config(config_copy(SWIN_T[name]))
 
 
 def test_retinanet_config_follows_mmdet_swin_recipe():
-    cfg, swin = config(RETINANET), config(SWIN_T[RETINANET])
+    cfg, swin = config_copy(RETINANET), config_copy(SWIN_T[RETINANET])
     backbone = cfg.model.backbone
     assert cfg.default_scope == 'mmdet' and backbone.type == 'InceptionNeXt' and backbone.arch == 'tiny'
     assert backbone.init_cfg == dict(type='Pretrained', checkpoint=RELEASE)
@@ -80,12 +53,12 @@ def test_retinanet_config_follows_mmdet_swin_recipe():
     assert unscoped(cfg.train_dataloader.dataset.pipeline) == unscoped(swin.train_dataloader.dataset.pipeline)
     assert cfg.val_evaluator.metric == 'bbox' and cfg.train_cfg.max_epochs == 12
     # The optimisation of the Mask R-CNN configs (Swin-T's detection recipe), not R50's SGD.
-    assert cfg.optim_wrapper == config('mask_rcnn_incnext_t_coco.py').optim_wrapper
+    assert cfg.optim_wrapper == config_copy('mask_rcnn_incnext_t_coco.py').optim_wrapper
     assert cfg.optim_wrapper.optimizer.type == 'AdamW' and cfg.optim_wrapper.optimizer.lr == 1e-4
 
 
 def test_mask2former_config_follows_mmseg_swin_recipe():
-    cfg, swin = config(MASK2FORMER), config(SWIN_T[MASK2FORMER])
+    cfg, swin = config_copy(MASK2FORMER), config_copy(SWIN_T[MASK2FORMER])
     backbone = cfg.model.backbone
     assert cfg.default_scope == 'mmseg' and backbone.type == 'InceptionNeXt' and backbone.arch == 'tiny'
     assert backbone.init_cfg == dict(type='Pretrained', checkpoint=RELEASE)
@@ -113,8 +86,8 @@ def test_params_equal_timm_backbone_plus_norms_plus_swin_t_heads(name):
     returned = ours.backbone.out_indices
     norms = sum(2 * DIMS_T[i] for i in returned)  # weight and bias of each returned stage's output norm
     heads = count(swin) - count(swin.backbone)
-    assert count(ours.backbone) == timm_backbone_params() + norms
-    assert count(ours) == timm_backbone_params() + norms + heads
+    assert count(ours.backbone) == timm_backbone_params('tiny') + norms
+    assert count(ours) == timm_backbone_params('tiny') + norms + heads
     assert [n for n, _ in ours.backbone.named_children() if n.startswith('norm')] == [f'norm{i}' for i in returned]
 
 
@@ -122,7 +95,7 @@ def test_mask2former_parameter_groups_map_swin_t():
     """Swin-T's groups on InceptionNeXt-T: the backbone at 0.1x the lr, none of its norms (every BN, found by type)
     nor its layer scales decayed; the head's embeddings not decayed; the rest decayed at the full lr."""
     model, _ = full_size(MASK2FORMER)
-    cfg = config(MASK2FORMER)
+    cfg = config_copy(MASK2FORMER)
     groups = build_optim_wrapper(model, cfg.optim_wrapper).optimizer.param_groups
     lr, wd = cfg.optim_wrapper.optimizer.lr, cfg.optim_wrapper.optimizer.weight_decay
     setting = {id(p): (g['lr'], g['weight_decay']) for g in groups for p in g['params']}
@@ -162,7 +135,7 @@ def test_retinanet_macs_equal_timm_backbone_plus_norms_plus_swin_t_heads():
 
 def shrunk(name: str) -> Config:
     """The config with a small InceptionNeXt and narrow heads, for a training step on tiny images."""
-    cfg = config(name)
+    cfg = config_copy(name)
     cfg.model.backbone.update(arch=TINY_ARCH, init_cfg=None)
     return cfg
 
@@ -260,7 +233,7 @@ def test_config_imports_register_its_dataset(name, tmp_path):
     """The config's own custom_imports register its dataset class, whose missing-data error names the folder."""
     from mmengine.registry import DATASETS, init_default_scope
     from mmengine.utils import import_modules_from_strings
-    cfg = config(name)
+    cfg = config_copy(name)
     import_modules_from_strings(**cfg.custom_imports)
     init_default_scope(cfg.default_scope)
     dataset = cfg.train_dataloader.dataset
@@ -278,7 +251,7 @@ def test_retinanet_training_pipeline_reads_coco(tmp_path):
     from mmincnext.datasets.synthetic_coco import CLASSES
     root = tmp_path / 'coco'
     generate_synthetic_coco(str(root), num_train_images=2, num_val_images=1, image_size=128, seed=0)
-    cfg = config(RETINANET)
+    cfg = config_copy(RETINANET)
     cfg.train_dataloader.dataset.update(data_root=str(root), metainfo=dict(classes=CLASSES))  # the set's classes
     init_default_scope('mmdet')
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
@@ -298,7 +271,7 @@ def test_mask2former_training_pipeline_reads_ade20k(tmp_path):
     from mmincnext.datasets.seg import generate_synthetic_scenes
     root = tmp_path / 'ade'
     generate_synthetic_scenes(str(root), num_train=2, num_val=1, image_size=64, seed=0)
-    cfg = config(MASK2FORMER)
+    cfg = config_copy(MASK2FORMER)
     cfg.train_dataloader.dataset.data_root = str(root)
     init_default_scope('mmseg')
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
