@@ -21,12 +21,17 @@ SEG = {  # ours -> mmseg's, with mmseg's stage-wise num_layers
 }
 CASCADE_T = 'cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
 CASCADE_S = 'cascade-mask-rcnn_convnext-s-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
-DET = {  # ours (3x) -> mmdet's; B follows mmdet's S (mmdet has no ConvNeXt-B cascade)
+DET = {  # ours (3x) -> mmdet's; B follows mmdet's S (mmdet has no ConvNeXt-B cascade) but for CONVNEXT_B_CASCADE
     'mask_rcnn_incnext_t_coco_3x_convnext_recipe.py': 'mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py',
     'cascade_mask_rcnn_incnext_t_coco_3x.py': CASCADE_T,
     'cascade_mask_rcnn_incnext_s_coco_3x.py': CASCADE_S,
     'cascade_mask_rcnn_incnext_b_coco_3x.py': CASCADE_S,
 }
+# ConvNeXt's own Cascade Mask R-CNN ConvNeXt-B ImageNet-1K config (facebookresearch/ConvNeXt, object_detection/configs/
+# convnext/cascade_mask_rcnn_convnext_base_patch4_window7_mstrain_480-800_giou_4conv1f_adamw_3x_coco_in1k.py, an
+# mmdet 2.x file that mmengine cannot load): its optimizer and drop path, which B's configs must carry instead of S's.
+CONVNEXT_B_CASCADE = dict(lr=2e-4, weight_decay=0.05, decay_rate=0.8, decay_type='layer_wise', num_layers=12,
+                          drop_path_rate=0.7)
 ARCHS = {'_t_': 'tiny', '_s_': 'small', '_b_': 'base'}
 RELEASE = 'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_{}.pth'
 CONSTRUCTOR = 'InceptionNeXtLearningRateDecayOptimizerConstructor'
@@ -58,8 +63,11 @@ def test_recipe_and_heads_equal_upstream_convnext_config(name):
     cfg = config_copy(name)
     reference = upstream_of(name)
     expected = optimization(reference)
-    if name.startswith('cascade_mask_rcnn_incnext_b'):
-        expected['drop_path_rate'] = 0.7  # ConvNeXt's own Cascade Mask R-CNN ConvNeXt-B; mmdet has no B
+    if name.startswith('cascade_mask_rcnn_incnext_b'):  # B's own upstream values where they differ from S's
+        ref = CONVNEXT_B_CASCADE
+        expected['optim_wrapper']['optimizer'].update(lr=ref['lr'], weight_decay=ref['weight_decay'])
+        expected['optim_wrapper']['paramwise_cfg'] = {k: ref[k] for k in ('decay_rate', 'decay_type', 'num_layers')}
+        expected['drop_path_rate'] = ref['drop_path_rate']
     assert optimization(cfg) == expected
     assert cfg.optim_wrapper.constructor == CONSTRUCTOR and cfg.optim_wrapper.type == 'AmpOptimWrapper'
     backbone = cfg.model.backbone
