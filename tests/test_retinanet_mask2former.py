@@ -63,7 +63,7 @@ def test_mask2former_config_follows_mmseg_swin_recipe():
     assert cfg.default_scope == 'mmseg' and backbone.type == 'InceptionNeXt' and backbone.arch == 'tiny'
     assert backbone.init_cfg == dict(type='Pretrained', checkpoint=RELEASE)
     assert backbone.out_indices == (0, 1, 2, 3) and backbone.out_norms and backbone.norm_cfg.type == 'SyncBN'
-    assert backbone.drop_path_rate == 0.2
+    assert backbone.drop_path_rate == swin.model.backbone.drop_path_rate == 0.3
     # in_channels [96, 192, 384, 768], 100 queries, ...
     assert unscoped(cfg.model.decode_head) == unscoped(swin.model.decode_head)
     assert cfg.model.decode_head.num_queries == 100 and cfg.model.decode_head.num_classes == 150
