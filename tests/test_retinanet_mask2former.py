@@ -91,16 +91,16 @@ def test_params_equal_timm_backbone_plus_norms_plus_swin_t_heads(name):
     assert [n for n, _ in ours.backbone.named_children() if n.startswith('norm')] == [f'norm{i}' for i in returned]
 
 
-def test_mask2former_parameter_groups_map_swin_t():
-    """Swin-T's groups on InceptionNeXt-T: the backbone at 0.1x the lr, none of its norms (every BN, found by type)
-    nor its layer scales decayed; the head's embeddings not decayed; the rest decayed at the full lr."""
-    model, _ = full_size(MASK2FORMER)
-    cfg = config_copy(MASK2FORMER)
+def check_mask2former_parameter_groups(model: torch.nn.Module, cfg: Config):
+    """Swin-T's groups on InceptionNeXt, through the config's own optimizer constructor: the backbone at 0.1x the lr,
+    none of its norms (every BN, found by type) nor its layer scales decayed; the head's embeddings not decayed; the
+    rest decayed at the full lr."""
     groups = build_optim_wrapper(model, cfg.optim_wrapper).optimizer.param_groups
     lr, wd = cfg.optim_wrapper.optimizer.lr, cfg.optim_wrapper.optimizer.weight_decay
     setting = {id(p): (g['lr'], g['weight_decay']) for g in groups for p in g['params']}
     backbone_norms = {id(p) for m in model.backbone.modules() if isinstance(m, _BatchNorm) for p in m.parameters()}
-    assert len(backbone_norms) == 2 * (1 + 3 + sum((3, 3, 9, 3)) + 4)  # stem, downsamples, blocks, output norms
+    depths = [len(stage.blocks) for stage in model.backbone.stages]
+    assert len(backbone_norms) == 2 * (1 + 3 + sum(depths) + 4)  # stem, downsamples, blocks, output norms
     for name, param in model.named_parameters():
         if name.startswith('backbone.'):
             no_decay = id(param) in backbone_norms or name.endswith('.gamma')
@@ -111,6 +111,29 @@ def test_mask2former_parameter_groups_map_swin_t():
         assert setting[id(names[name])] == (lr, 0.), name
     for name in ('decode_head.cls_embed.weight', 'decode_head.pixel_decoder.input_convs.0.conv.weight'):
         assert setting[id(names[name])] == (lr, wd), name
+
+
+def test_mask2former_parameter_groups_map_swin_t():
+    model, _ = full_size(MASK2FORMER)
+    assert [len(stage.blocks) for stage in model.backbone.stages] == [3, 3, 9, 3]
+    check_mask2former_parameter_groups(model, config_copy(MASK2FORMER))
+
+
+@pytest.mark.parametrize('arch', ['small', 'base'])
+def test_mask2former_parameter_groups_hold_for_deeper_archs(arch, tmp_path):
+    """A config for S or B made as a user would, inheriting the T file and changing the backbone's arch (and, for
+    B's wider stages, the head's input widths) only, gets the same groups: no weight decay on any of the backbone's
+    norms and layer scales, stage 2's blocks 9-26 included."""
+    from mmincnext.models.backbones import InceptionNeXt
+    dims = list(InceptionNeXt.arch_settings[arch]['dims'])
+    child = tmp_path / f'mask2former_incnext_{arch[0]}_ade20k.py'
+    child.write_text(f"_base_ = '{REPO / 'configs' / MASK2FORMER}'\n"
+                     f"model = dict(backbone=dict(arch='{arch}'), decode_head=dict(in_channels={dims}))\n")
+    cfg = Config.fromfile(str(child))
+    cfg.model.backbone.init_cfg = None
+    model = build_model_from_config(cfg)
+    assert [len(stage.blocks) for stage in model.backbone.stages] == [3, 3, 27, 3]
+    check_mask2former_parameter_groups(model, cfg)
 
 
 def test_retinanet_macs_equal_timm_backbone_plus_norms_plus_swin_t_heads():
