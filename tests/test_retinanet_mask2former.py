@@ -1,6 +1,7 @@
-"""RetinaNet (COCO) and Mask2Former (ADE20K) on InceptionNeXt-T: the configs follow mmdet's / mmseg's Swin-T recipes,
-their sizes equal an independent count (timm's backbone + our output norms + the heads of mmdet's / mmseg's own Swin-T
-configs), and each family trains a step and predicts on CPU in a shrunk form."""
+"""RetinaNet (COCO) and Mask2Former (ADE20K) on InceptionNeXt-T: the configs follow mmdet's / mmseg's Swin-T recipes
+(RetinaNet's optimisation: mmdet's PVT RetinaNet's), their sizes equal an independent count (timm's backbone + our
+output norms + the heads of mmdet's / mmseg's own Swin-T configs), and each family trains a step and predicts on CPU
+in a shrunk form."""
 import functools
 
 import pytest
@@ -22,6 +23,8 @@ SWIN_T = {
     RETINANET: 'mmdet::swin/retinanet_swin-t-p4-w7_fpn_1x_coco.py',
     MASK2FORMER: 'mmseg::mask2former/mask2former_swin-t_8xb2-160k_ade20k-512x512.py',
 }
+# The RetinaNet optimisation recipe: mmdet's PVT RetinaNet (AdamW), where its Swin-T RetinaNet keeps R50's SGD.
+PVT_RETINANET = 'mmdet::pvt/retinanet_pvt-t_fpn_1x_coco.py'
 RELEASE = 'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_tiny.pth'
 DIMS_T = (96, 192, 384, 768)
 TINY_ARCH = dict(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128))
@@ -52,9 +55,19 @@ def test_retinanet_config_follows_mmdet_swin_recipe():
     assert cfg.train_dataloader.dataset.type == cfg.val_dataloader.dataset.type == 'CheckedCocoDataset'
     assert unscoped(cfg.train_dataloader.dataset.pipeline) == unscoped(swin.train_dataloader.dataset.pipeline)
     assert cfg.val_evaluator.metric == 'bbox' and cfg.train_cfg.max_epochs == 12
-    # The optimisation of the Mask R-CNN configs (Swin-T's detection recipe), not R50's SGD.
-    assert cfg.optim_wrapper == config_copy('mask_rcnn_incnext_t_coco.py').optim_wrapper
-    assert cfg.optim_wrapper.optimizer.type == 'AdamW' and cfg.optim_wrapper.optimizer.lr == 1e-4
+
+
+def test_retinanet_trains_with_mmdet_pvt_retinanet_recipe():
+    """The optimisation of mmdet's PVT RetinaNet, exactly: AdamW lr 1e-4 with weight decay 1e-4 on every parameter
+    (no paramwise_cfg), 500-iteration linear warm-up, steps at 8 and 11 of 12 epochs; not Swin-T's R50 SGD."""
+    cfg, pvt = config_copy(RETINANET), config_copy(PVT_RETINANET)
+    for key in ('optim_wrapper', 'param_scheduler', 'train_cfg', 'auto_scale_lr'):
+        assert unscoped(cfg[key]) == unscoped(pvt[key]), key
+    assert unscoped(cfg.optim_wrapper) == dict(type='OptimWrapper',
+                                               optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4))
+    assert unscoped(cfg.param_scheduler[0]) == dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
+                                                    end=500)
+    assert cfg.train_dataloader.batch_size == pvt.train_dataloader.batch_size == 2  # x 8 GPUs = 16
 
 
 def test_mask2former_config_follows_mmseg_swin_recipe():
