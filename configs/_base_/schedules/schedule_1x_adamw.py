@@ -1,8 +1,9 @@
 # 12 epochs, batch 16 (8 GPUs x 2): mmdet's Swin-T Mask R-CNN 1x optimisation (mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py):
 # AdamW lr 1e-4, weight decay 0.05, 1000-iteration linear warm-up, lr x0.1 after epochs 8 and 11.
-# Plain AdamW as Swin-T, not ConvNeXt-T's layer-wise lr decay (0.95 over 6 groups): mmdet's
-# LearningRateDecayOptimizerConstructor only knows ConvNeXt/BEiT parameter names, and an InceptionNeXt one would be
-# an untuned recipe of our own, while Swin-T's is established (and the paper's UperNet follows Swin too).
+# Plain AdamW as Swin-T (the paper's UperNet follows Swin's recipe too), for the Mask R-CNN configs. ConvNeXt-T's
+# recipe, layer-wise lr decay (0.95 over 6 layers) and AMP, is ./schedule_1x_adamw_layer_decay.py (and its 3x and
+# 160k siblings), through InceptionNeXtLearningRateDecayOptimizerConstructor (mmdet's own constructor only knows
+# ConvNeXt/BEiT parameter names); the *_convnext_recipe and Cascade Mask R-CNN configs use it.
 _base_ = 'mmdet::_base_/schedules/schedule_1x.py'
 
 max_epochs = 12
