@@ -97,7 +97,7 @@ def test_bf16_autocast_inference_and_training():
         with torch.autocast('cpu', dtype=torch.bfloat16):
             low = model(x)
     for a, b in zip(low, reference):
-        assert a.dtype == torch.bfloat16
+        assert a.dtype == torch.float32  # bf16 branches times float32 layer scales: a float32 stream, as timm's
         assert relative_error(a.float(), b) < 5e-2
     model.train()
     with torch.autocast('cpu', dtype=torch.bfloat16):

@@ -73,54 +73,99 @@ class InceptionDWConv2d(nn.Module):
         return torch.cat((x_id, self.dwconv_hw(x_hw), self.dwconv_w(x_w), self.dwconv_h(x_h)), dim=1)
 
 
+FAST_PATHS = ('auto', 'gemm', 'reference')
+
+
+def uses_gemm_path(fast_path: str, x: torch.Tensor) -> bool:
+    """Whether a forward on ``x`` takes the channels-last GEMM path (see :class:`ConvMlp`).
+
+    ``'auto'`` takes it on CPU only: it was measured faster there (README, Speed). On CUDA the 1x1 convolutions
+    of timm's formulation run on cuDNN at the precision the user's ``torch.backends.cudnn.allow_tf32`` allows, and
+    the input keeps its memory format, until GPU figures show the GEMM path at least as fast there.
+    """
+    return fast_path == 'gemm' or (fast_path == 'auto' and x.device.type == 'cpu')
+
+
+def folds_layer_scale(x: torch.Tensor) -> bool:
+    """Whether the layer scale may be folded into fc2's weight for a forward on ``x``: only when everything runs in
+    float32 (or float64). Under autocast the product W * gamma is cast to the half type, where float16 loses it
+    (0.02 x 1e-6 is below its smallest subnormal, 6e-8) and where timm's ``branch * gamma`` returns float32."""
+    return not torch.is_autocast_enabled(x.device.type) and x.dtype in (torch.float32, torch.float64)
+
+
 class ConvMlp(nn.Module):
     """1x1-conv MLP: fc1, GELU (exact, erf), fc2, with an optional per-channel scale on the output (the block's
     layer scale).
 
-    ``fc1``/``fc2`` stay ``Conv2d`` so their weights keep the released shapes, but they run as ``F.linear`` over a
-    channels-last view: on CPU that is a plain GEMM, faster than oneDNN's 1x1 convolution forward and backward, and
-    free of copies when the tensor is channels-last. Scaling fc2's weight instead of its output saves one
-    activation-sized multiply (and its backward) per block. When autograd is not recording (inference), GELU runs
-    in place: no second hidden-sized buffer to allocate and fault in, which on CPU costs more than the GELU itself.
+    Two formulations of the same function; ``fast_path`` (see :func:`uses_gemm_path`) picks one per forward:
+
+    - reference (timm's and the official op sequence): ``fc2(gelu(fc1(x))) * scale`` as 1x1 convolutions, in the
+      input's memory format.
+    - GEMM (the CPU fast path): ``fc1``/``fc2`` stay ``Conv2d`` so their weights keep the released shapes, but they
+      run as ``F.linear`` over a channels-last view: on CPU that is a plain GEMM, faster than oneDNN's 1x1
+      convolution forward and backward, and free of copies when the tensor is channels-last. In float32, scaling
+      fc2's weight instead of its output saves one activation-sized multiply (and its backward) per block (never
+      under autocast: :func:`folds_layer_scale`). When autograd is not recording (inference), GELU runs in place:
+      no second hidden-sized buffer to allocate and fault in, which on CPU costs more than the GELU itself.
     """
 
-    def __init__(self, channels: int, hidden_channels: int):
+    def __init__(self, channels: int, hidden_channels: int, fast_path: str = 'auto'):
         super().__init__()
         self.fc1 = nn.Conv2d(channels, hidden_channels, 1)
         self.fc2 = nn.Conv2d(hidden_channels, channels, 1)
+        self.fast_path = fast_path
 
     def forward(self, x: torch.Tensor, out_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if not uses_gemm_path(self.fast_path, x):
+            y = self.fc2(F.gelu(self.fc1(x)))
+            return y if out_scale is None else y * out_scale.view(-1, 1, 1)
         weight, bias = self.fc2.weight.flatten(1), self.fc2.bias
-        if out_scale is not None:
+        fold = out_scale is not None and folds_layer_scale(x)
+        if fold:
             weight, bias = weight * out_scale[:, None], bias * out_scale
         y = F.linear(x.permute(0, 2, 3, 1), self.fc1.weight.flatten(1), self.fc1.bias)
         y = F.gelu(y) if torch.is_grad_enabled() else torch.ops.aten.gelu_(y)
-        return F.linear(y, weight, bias).permute(0, 3, 1, 2)
+        y = F.linear(y, weight, bias)
+        if out_scale is not None and not fold:
+            y = y * out_scale
+        return y.permute(0, 3, 1, 2)
 
 
 class MetaNeXtBlock(nn.Module):
     """``x + drop_path(gamma * mlp(norm(token_mixer(x))))``: one residual, no norm before the mixer."""
 
     def __init__(self, channels: int, mlp_ratio: float, band_kernel_size: int, branch_ratio: float,
-                 norm_cfg: dict, layer_scale_init_value: float, drop_path: float, with_cp: bool):
+                 norm_cfg: dict, layer_scale_init_value: float, drop_path: float, with_cp: bool,
+                 fast_path: str = 'auto'):
         super().__init__()
         self.token_mixer = InceptionDWConv2d(channels, band_kernel_size=band_kernel_size, branch_ratio=branch_ratio)
         self.norm = build_norm_layer(norm_cfg, channels)[1]
-        self.mlp = ConvMlp(channels, int(mlp_ratio * channels))
+        self.mlp = ConvMlp(channels, int(mlp_ratio * channels), fast_path=fast_path)
         self.gamma = nn.Parameter(torch.full((channels, ), float(layer_scale_init_value))) \
             if layer_scale_init_value > 0 else None
+        # After switch_to_deploy the layer scale lives in fc2's weight; the residual stream keeps the dtype that
+        # ``branch * gamma`` would have given (float32 under autocast, as in timm).
+        self.layer_scale_folded = False
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.with_cp = with_cp
 
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop_path(self.mlp(self.norm(self.token_mixer(x)), out_scale=self.gamma))
+        branch = self.mlp(self.norm(self.token_mixer(x)), out_scale=self.gamma)
+        if self.layer_scale_folded:
+            branch = branch.to(torch.promote_types(branch.dtype, self.mlp.fc2.weight.dtype))
+        return self.drop_path(branch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:
             return x + cp.checkpoint(self._residual, x, use_reentrant=False)
-        if not torch.is_grad_enabled():  # inference: add into the fresh branch output, no new buffer
-            return self._residual(x).add_(x)
-        return x + self._residual(x)
+        branch = self._residual(x)
+        # Inference on the GEMM path: add into the fresh branch output (no new buffer), but only where that buffer
+        # already has the sum's dtype, so the residual stream is never rounded to a half type that timm's
+        # out-of-place ``x + branch`` would not round to.
+        if (not torch.is_grad_enabled() and uses_gemm_path(self.mlp.fast_path, x)
+                and branch.dtype == torch.promote_types(branch.dtype, x.dtype)):
+            return branch.add_(x)
+        return x + branch
 
     @torch.no_grad()
     def switch_to_deploy(self):
@@ -135,6 +180,7 @@ class MetaNeXtBlock(nn.Module):
             fc2.weight.mul_(self.gamma.view(-1, 1, 1, 1))
             fc2.bias.mul_(self.gamma)
             self.gamma = None
+            self.layer_scale_folded = True
 
 
 class MetaNeXtStage(nn.Module):
@@ -176,14 +222,19 @@ class InceptionNeXt(BaseModule):
         frozen_stages (int): -1 freezes nothing, 0 the stem, k > 0 the stem and the first k stages.
         norm_eval (bool): Keep every BN layer in eval mode during training. Defaults to False.
         with_cp (bool): Activation checkpointing in every block (less memory, slower). Defaults to False.
+        fast_path (str): How the blocks run, with the same function and weights. ``'gemm'``: the whole network
+            channels-last with the MLPs as GEMMs (``F.linear``), the layer scale folded into fc2 in float32, GELU and
+            the residual in place at inference (:class:`ConvMlp`); ``'reference'``: timm's op sequence (1x1
+            convolutions, the input's memory format); ``'auto'``: the GEMM path on CPU, where it was measured
+            faster, the reference elsewhere (until GPU measurements say otherwise). Defaults to 'auto'.
         init_cfg (dict | list[dict], optional): ``dict(type='Pretrained', checkpoint=PATH[, prefix='backbone.'])``
             loads an official ``.pth``, a timm ``.safetensors`` or an mmengine checkpoint; a missing backbone key
             or a shape mismatch raises (see :func:`mmincnext.checkpoint.load_pretrained`). Defaults to
             truncated-normal (std 0.02) conv weights with zero bias.
 
-    Speed: the network runs channels-last whatever the input's layout (the MLPs are GEMMs over channels-last
-    views) and returns its outputs in the input's memory format. For inference, :meth:`switch_to_deploy` folds
-    the BNs and layer scales into the convs. ``tools/benchmark.py`` measures both.
+    Speed: on the GEMM path (``fast_path``) the network runs channels-last whatever the input's layout and returns
+    its outputs in the input's memory format. For inference, :meth:`switch_to_deploy` folds the BNs and layer
+    scales into the convs. ``tools/benchmark.py`` measures them all.
     """
 
     arch_settings: Dict[str, dict] = {
@@ -211,6 +262,7 @@ class InceptionNeXt(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 fast_path: str = 'auto',
                  init_cfg=dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=.02, bias=0.)):
         super().__init__(init_cfg=init_cfg)
         self.arch = self._parse_arch(arch)
@@ -231,6 +283,9 @@ class InceptionNeXt(BaseModule):
                              f'up to {self.num_stages} (the stem and all stages)')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+        if fast_path not in FAST_PATHS:
+            raise ValueError(f'fast_path must be one of {FAST_PATHS}, got {fast_path!r}')
+        self.fast_path = fast_path
 
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, dims[0], kernel_size=4, stride=4),
@@ -244,7 +299,7 @@ class InceptionNeXt(BaseModule):
                 prev, dims[i], depths[i], downsample=i > 0, drop_paths=drop_paths[first:first + depths[i]],
                 norm_cfg=norm_cfg, mlp_ratio=self.arch['mlp_ratios'][i],
                 band_kernel_size=self.arch['band_kernel_size'], branch_ratio=self.arch['branch_ratio'],
-                layer_scale_init_value=layer_scale_init_value, with_cp=with_cp))
+                layer_scale_init_value=layer_scale_init_value, with_cp=with_cp, fast_path=fast_path))
             prev = dims[i]
         self.stages = nn.Sequential(*stages)
         self.out_norms = out_norms
@@ -323,12 +378,15 @@ class InceptionNeXt(BaseModule):
             raise ValueError(f'InceptionNeXt needs inputs of at least {self.min_input_size}x{self.min_input_size} '
                              f'pixels (its total stride), got {x.shape[-2]}x{x.shape[-1]} (HxW): resize the image, or '
                              "pad it (the data preprocessor's size or size_divisor)")
-        # The network runs channels-last (see ConvMlp); the outputs come back in the input's memory format.
-        memory_format = torch.contiguous_format if x.is_contiguous() else torch.channels_last
-        x = self.stem(x.contiguous(memory_format=torch.channels_last))
+        gemm = uses_gemm_path(self.fast_path, x)
+        if gemm:  # the GEMM path runs channels-last (see ConvMlp); outputs come back in the input's memory format
+            memory_format = torch.contiguous_format if x.is_contiguous() else torch.channels_last
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.stem(x)
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x).contiguous(memory_format=memory_format))
+                out = getattr(self, f'norm{i}')(x)
+                outs.append(out.contiguous(memory_format=memory_format) if gemm else out)
         return tuple(outs)
