@@ -45,9 +45,24 @@ def read_requirements(name):
     return [line for line in (raw.split('#')[0].strip() for raw in lines) if line]
 
 
+def family_extras():
+    """The extras of both OpenMMLab families. Upstream (as before): [mminstall] (mmcv, mmengine: OpenMMLab's name for
+    that extra), [seg], [det], [cls], [all]. OneDL (the maintained forks: the same import names from onedl-*
+    distributions): [onedl], [onedl-seg], [onedl-det], [onedl-cls], [onedl-all]. install_requires names neither
+    family, so that pip never installs one family's files over the other's; `import mmincnext` says what is missing."""
+    extras = {}
+    for prefix, suffix, base in (('', '', 'mminstall'), ('onedl-', '-onedl', 'onedl')):
+        foundation = read_requirements(f'mminstall{suffix}.txt')
+        tasks = {task: read_requirements(f'{task}{suffix}.txt') for task in ('seg', 'det', 'cls')}
+        extras[base] = foundation
+        extras.update({f'{prefix}{task}': foundation + reqs for task, reqs in tasks.items()})
+        extras[f'{prefix}all'] = foundation + [req for reqs in tasks.values() for req in reqs] \
+            + read_requirements('optional.txt')
+    return extras
+
+
 version = {}
 exec((ROOT / 'mmincnext' / 'version.py').read_text(), version)
-tasks = {task: read_requirements(f'{task}.txt') for task in ('seg', 'det', 'cls')}
 
 if __name__ == '__main__':
     add_mim_extension()
@@ -62,8 +77,7 @@ if __name__ == '__main__':
         python_requires='>=3.8',
         install_requires=read_requirements('runtime.txt'),
         extras_require={
-            **tasks,
-            'all': [req for reqs in tasks.values() for req in reqs] + read_requirements('optional.txt'),
+            **family_extras(),
             'tests': read_requirements('tests.txt'),
         },
         license='Apache-2.0',
