@@ -5,6 +5,13 @@ mmengine's root registry and routes mmengine's local checkpoint loading through 
 library (mmseg, mmdet, mmpretrain): the parts that need one register when a config imports them
 (e.g. ``mmincnext.datasets.seg``/``det``/``cls``, ``mmincnext.models.classifiers``).
 """
+# mmengine and mmcv come from either OpenMMLab family (mmengine/mmcv or onedl-mmengine/onedl-mmcv), so they are not
+# install requirements: say which to install before the first import fails (mmincnext/compat.py).
+from .compat import find_config_bases_by_module, require
+
+require('mmengine', 'mmcv')
+find_config_bases_by_module()  # `mmseg::` config bases under OneDL (onedl-mmsegmentation)
+
 from . import checkpoint  # noqa: F401  (registers the safe local checkpoint loader)
 from .engine import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403

@@ -3,6 +3,7 @@ mmincnext/.mim (OpenMMLab's layout) and the LICENSE; installed into a separate s
 the checkout, its configs build the paper's models, ``import mmincnext`` loads no task library, and mim finds the
 configs, the tools and the model index."""
 import ast
+import importlib.metadata
 import json
 import os
 import shutil
@@ -101,24 +102,46 @@ def test_sdist_carries_what_installing_it_needs(source):
     assert expected <= names, sorted(expected - names)
 
 
-def test_wheel_requires_only_the_backbones_dependencies(wheel):
-    """``pip install mmincnext``: torch (unpinned), mmengine, mmcv, safetensors (and numpy); the task libraries come
-    with the extras."""
+def wheel_metadata(wheel):
     with zipfile.ZipFile(wheel) as archive:
-        metadata = Parser().parsestr(archive.read(next(n for n in archive.namelist() if n.endswith('/METADATA')))
-                                     .decode())
+        return Parser().parsestr(archive.read(next(n for n in archive.namelist() if n.endswith('/METADATA'))).decode())
+
+
+def test_wheel_requires_only_the_backbones_dependencies(wheel):
+    """``pip install mmincnext``: torch (unpinned), numpy, safetensors: what both OpenMMLab families share. mmcv and
+    mmengine come with an extra of one family (upstream: [mminstall], [seg], ...; OneDL: [onedl], [onedl-seg], ...),
+    the task libraries with the task's extra (tests/test_families.py checks the families stay apart)."""
+    metadata = wheel_metadata(wheel)
     requirements = [Requirement(line) for line in metadata.get_all('Requires-Dist')]
     base = {req.name: req for req in requirements if req.marker is None}
-    assert set(base) == {'torch', 'numpy', 'mmengine', 'mmcv', 'safetensors'}
+    assert set(base) == {'torch', 'numpy', 'safetensors'}
     assert not base['torch'].specifier
     by_extra = {extra: {req.name for req in requirements if req.marker and req.marker.evaluate({'extra': extra})}
                 for extra in metadata.get_all('Provides-Extra')}
-    assert by_extra['seg'] == {'mmsegmentation', 'ftfy', 'regex'}
-    assert by_extra['det'] == {'mmdet'} and by_extra['cls'] == {'mmpretrain'}
+    assert by_extra['mminstall'] == {'mmcv', 'mmengine'} and by_extra['onedl'] == {'onedl-mmcv', 'onedl-mmengine'}
+    assert by_extra['seg'] == {'mmcv', 'mmengine', 'mmsegmentation', 'ftfy', 'regex'}
+    assert by_extra['det'] == {'mmcv', 'mmengine', 'mmdet'} and by_extra['cls'] == {'mmcv', 'mmengine', 'mmpretrain'}
     assert by_extra['seg'] | by_extra['det'] | by_extra['cls'] <= by_extra['all']
+    assert by_extra['onedl-seg'] == {'onedl-mmcv', 'onedl-mmengine', 'onedl-mmsegmentation'}
+    assert by_extra['onedl-seg'] | by_extra['onedl-det'] | by_extra['onedl-cls'] <= by_extra['onedl-all']
     assert 'openmim' in by_extra['tests']
 
 
+@pytest.mark.integration
+def test_installing_the_wheel_here_adds_only_mmincnext(wheel, tmp_path):
+    """``pip install --dry-run --report`` of the wheel with this venv's family's extras ([all,tests] upstream,
+    [onedl-all,tests] in a OneDL venv) and without extras: pip would install mmincnext and nothing else; above all
+    no distribution of the other family over this one's files. --no-index: every requirement is met here."""
+    onedl = any(True for _ in importlib.metadata.distributions(name='onedl-mmengine'))
+    installs = {}
+    for extras in ('', '[onedl-all,tests]' if onedl else '[all,tests]'):
+        report = tmp_path / f'report{extras}.json'
+        pip(['install', '--dry-run', '--no-index', '--report', str(report), f'{wheel}{extras}'])
+        installs[extras] = sorted(item['metadata']['name'] for item in json.loads(report.read_text())['install'])
+    assert all(names == ['mmincnext'] for names in installs.values()), installs
+
+
+@pytest.mark.integration
 def test_installed_configs_build_the_papers_models(site, tmp_path):
     """The installed configs resolve their _base_ files and custom_imports from the site directory alone."""
     installed = run_python(site, f"""
@@ -139,6 +162,38 @@ print(json.dumps(dict(package=mmincnext.__file__, sizes=sizes, from_checkout=fro
     checkout = {name: sum(p.numel() for p in build_model_from_config(load_config(name)).parameters())
                 for name in PAPER_CONFIGS}
     assert installed['sizes'] == checkout
+
+
+def test_installed_configs_resolve_where_only_onedl_distributions_are(site, tmp_path):
+    """The installed wheel in this venv as mmengine sees a OneDL one (tests/onedl_lookup.py; in the OneDL venv that
+    is the real lookup): ``import mmincnext`` fixes the `mmseg::` lookup, and every config in the wheel's .mim loads,
+    each mmseg::, mmdet:: and mmpretrain:: base from that package's own directory."""
+    installed = run_python(site, f"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {str(REPO / 'tests')!r})
+import onedl_lookup
+onedl_lookup.simulate()
+from mmengine.config import Config
+from mmengine.config.utils import MODULE2PACKAGE
+import mmincnext
+configs = Path(mmincnext.__file__).parent / '.mim' / 'configs'
+loaded = []
+for path in sorted(configs.rglob('*.py')):
+    if '_base_' not in path.parts:
+        Config.fromfile(path)
+        loaded.append(path.relative_to(configs).as_posix())
+print(json.dumps(dict(package=mmincnext.__file__, mmseg=MODULE2PACKAGE['mmseg'], loaded=loaded,
+                      lookups=sorted(set(onedl_lookup.LOOKUPS)))))
+""", cwd=tmp_path)
+    assert Path(installed['package']).is_relative_to(site)
+    assert installed['mmseg'] == 'mmseg'
+    checkout = sorted(p.relative_to(REPO / 'configs').as_posix() for p in (REPO / 'configs').rglob('*.py')
+                      if '_base_' not in p.parts)
+    assert installed['loaded'] == checkout
+    lookups = dict(installed['lookups'])
+    assert set(lookups) == {'mmseg', 'mmdet', 'mmpretrain'}
+    assert all(Path(path).name == package for package, path in lookups.items())
 
 
 @pytest.mark.parametrize('task, datasets', [
