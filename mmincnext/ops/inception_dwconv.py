@@ -190,20 +190,31 @@ if triton is not None:
         bias: the input gradient of this conv."""
         acc = tl.zeros((BLOCK_C, BLOCK_H, BLOCK_W), tl.float32)
         for i in tl.static_range(KH):
+            if TRANSPOSED:
+                hh = h + (KH // 2 - i)
+            else:
+                hh = h + (i - KH // 2)
+            row = src + hh * stride_h  # row offsets and masks once per kernel row, not per tap
+            row_ok = c_ok & (hh >= 0) & (hh < H)
             for j in tl.static_range(KW):
                 if TRANSPOSED:
-                    hh = h + (KH // 2 - i)
                     ww = w + (KW // 2 - j)
                 else:
-                    hh = h + (i - KH // 2)
                     ww = w + (j - KW // 2)
-                m = c_ok & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-                v = tl.load(src + hh * stride_h + ww * stride_w, mask=m, other=0.).to(tl.float32)
+                v = tl.load(row + ww * stride_w, mask=row_ok & (ww >= 0) & (ww < W), other=0.).to(tl.float32)
                 tap = tl.load(w_ptr + (i * KW + j), mask=c_ok, other=0.).to(tl.float32)
-                acc += _round(v, ROUND) * _round(tap, ROUND)
+                if ROUND != 0:
+                    v = _round(v, ROUND)
+                    tap = _round(tap, ROUND)
+                acc += v * tap
         if not TRANSPOSED:
-            acc += _round(tl.load(b_ptr, mask=c_ok, other=0.).to(tl.float32), ROUND)
-        return _round(acc, ROUND)
+            bias = tl.load(b_ptr, mask=c_ok, other=0.).to(tl.float32)
+            if ROUND != 0:
+                bias = _round(bias, ROUND)
+            acc += bias
+        if ROUND != 0:
+            acc = _round(acc, ROUND)
+        return acc
 
     @triton.jit
     def _inception_dwconv_kernel(src_ptr, dst_ptr, w_hw_ptr, b_hw_ptr, w_w_ptr, b_w_ptr, w_h_ptr, b_h_ptr,
@@ -245,11 +256,14 @@ if triton is not None:
                     KW: tl.constexpr, ROUND: tl.constexpr):
         """grad_w[c, i, j] partial over the tile: sum of grad_y * x shifted by the tap; stored at part_ptr + tap*G."""
         for i in tl.static_range(KH):
+            hh = h + (i - KH // 2)
+            row = x_plane + hh * stride_h
+            row_ok = c_ok & (hh >= 0) & (hh < H)
             for j in tl.static_range(KW):
-                hh = h + (i - KH // 2)
                 ww = w + (j - KW // 2)
-                m = c_ok & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-                v = _round(tl.load(x_plane + hh * stride_h + ww * stride_w, mask=m, other=0.).to(tl.float32), ROUND)
+                v = tl.load(row + ww * stride_w, mask=row_ok & (ww >= 0) & (ww < W), other=0.).to(tl.float32)
+                if ROUND != 0:
+                    v = _round(v, ROUND)
                 tl.store(part_ptr + (i * KW + j) * G, tl.sum(tl.sum(dy * v, axis=2), axis=1), mask=c1_ok)
 
     @triton.jit
@@ -272,7 +286,9 @@ if triton is not None:
         cg1 = offs_c - c_start
         plane = n * stride_n + c * stride_c
         dy = tl.load(dy_ptr + plane + h * stride_h + w * stride_w, mask=c_ok & (h < H) & (w < W), other=0.)
-        dy = _round(dy.to(tl.float32), ROUND)
+        dy = dy.to(tl.float32)
+        if ROUND != 0:
+            dy = _round(dy, ROUND)
         tl.store(part_b_ptr + (pid_sp * 3 + branch - 1) * G + cg1, tl.sum(tl.sum(dy, axis=2), axis=1), mask=c1_ok)
         pid64 = pid_sp.to(tl.int64)
         if branch == 1:
