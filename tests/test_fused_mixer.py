@@ -267,3 +267,42 @@ def test_cpu_cases_run_in_a_subprocess():
     summary = [line for line in result.stdout.splitlines() if ' passed' in line]
     assert summary and 'skipped' not in summary[-1] and 'deselected' in summary[-1], report
     print(f'interpreter cases: {time.perf_counter() - start:.1f} s\n{result.stdout[-3000:]}')
+
+
+@pytest.mark.skipif(INTERPRETED or not HAS_TRITON, reason='needs the kernels as Triton builds them for a GPU')
+def test_kernels_compile_for_sm90_without_spills():
+    """The interpreter runs the kernels as Python and checks none of Triton's typing rules, so compile them here,
+    without a GPU, the whole way to an H100/H200 (sm_90) binary with the default tiles, as a launch on the GPU would
+    (unit strides specialised), and check that no registers spill to local memory."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    import inspect
+    import re
+    import tempfile
+    import triton
+
+    def compile_kernel(kernel, dtype, constexprs):
+        names = list(inspect.signature(kernel.fn).parameters)
+        signature = {n: 'constexpr' if n in constexprs else
+                     (dtype if n in ('src_ptr', 'dst_ptr', 'x_ptr', 'dy_ptr') else '*fp32') if n.endswith('_ptr')
+                     else 'i32' for n in names}
+        source = ASTSource(fn=kernel, signature=signature,
+                           constexprs={(names.index(n), ): v for n, v in constexprs.items()})
+        compiled = triton.compile(source, target=GPUTarget('cuda', 90, 32), options=dict(num_warps=4))
+        cuobjdump = os.path.join(triton.__path__[0], 'backends', 'nvidia', 'bin', 'cuobjdump')
+        if os.path.exists(cuobjdump):
+            with tempfile.NamedTemporaryFile(suffix='.cubin') as f:
+                f.write(compiled.asm['cubin'])
+                f.flush()
+                usage = subprocess.run([cuobjdump, '-res-usage', f.name], capture_output=True, text=True).stdout
+            assert re.search(r'STACK:0\b', usage) and re.search(r'LOCAL:0\b', usage), usage
+
+    # (layout, H=W, g, dtype, autocast rounding, transposed): tiny's stage 1 and 4, both layouts, all three dtypes.
+    for channels_last, size, g, dtype, rounding, transposed in [(False, 56, 12, '*bf16', 0, False),
+                                                                 (True, 56, 12, '*fp16', 0, True),
+                                                                 (True, 7, 96, '*fp32', 2, False)]:
+        block_c, block_h, block_w, _ = mixer_ops._tile_config(channels_last, size, size, g)
+        meta = dict(S=3, K=11, ROUND=rounding, BLOCK_C=block_c, BLOCK_H=block_h, BLOCK_W=block_w)
+        meta['stride_c' if channels_last else 'stride_w'] = 1
+        compile_kernel(mixer_ops._inception_dwconv_kernel, dtype, dict(meta, TRANSPOSED=transposed))
+        compile_kernel(mixer_ops._inception_dwconv_wgrad_kernel, dtype, meta)
