@@ -17,9 +17,10 @@ BLOCK_W]``; the layout is passed as strides and Triton specialises the unit stri
 along W for NCHW and along C for channels-last (see :func:`_tile_config` for the sizes and why).
 
 Autocast: under ``torch.autocast`` the eager mixer's convs run in the autocast dtype (their inputs, weights and outputs
-rounded to it) while the identity slice keeps its dtype and ``cat`` promotes. The op mirrors that exactly: an autocast
-rule passes ``compute_dtype`` and the kernels round the conv operands and results to it, the identity channels are
-copied untouched, the output dtype is ``promote_types(x.dtype, compute_dtype)``; gradients round likewise.
+rounded to it) while the identity slice keeps its dtype and ``cat`` promotes. The op keeps those dtype boundaries (only
+the order of the fp32 sums differs): an autocast rule passes ``compute_dtype``, the kernels round the conv operands
+and results to it, the identity channels are copied untouched, the output dtype is
+``promote_types(x.dtype, compute_dtype)``; the gradients are rounded at the same places.
 
 Public entry: :func:`inception_dwconv`; :func:`fused_inception_dwconv_available` says whether it runs the kernels;
 :func:`inception_dwconv_reference` is the eager formula the tests hold the kernels to.
