@@ -106,12 +106,13 @@ def test_bf16_autocast_inference_and_training():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+@pytest.mark.parametrize('fast_path', ['gemm', 'reference'])
 @pytest.mark.parametrize('training', [False, True])
-def test_dynamo_traces_without_graph_breaks(training):
+def test_dynamo_traces_without_graph_breaks(training, fast_path):
     """torch.compile(fullgraph=True) needs one graph; dynamo's explain shows it without compiling C++."""
     import torch._dynamo
     torch._dynamo.reset()
-    model = InceptionNeXt(TINY, drop_path_rate=0.1).train(training)
+    model = InceptionNeXt(TINY, drop_path_rate=0.1, fast_path=fast_path).train(training)
     explanation = torch._dynamo.explain(model)(torch.randn(2, 3, 64, 64))
     assert explanation.graph_break_count == 0, explanation.break_reasons
     assert explanation.graph_count == 1
