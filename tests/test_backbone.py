@@ -30,6 +30,7 @@ def paper_head_params(channels, num_classes=1000):
     return channels * hidden + hidden + 2 * hidden + hidden * num_classes + num_classes
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize('arch', ARCHS)
 def test_stage_outputs_equal_timm(arch, timm_reference, tmp_path):
     reference = timm_reference(arch)

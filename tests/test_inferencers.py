@@ -68,6 +68,7 @@ def timm_logits(reference, inputs):
         return reference(inputs)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize('file_format', ['pth', 'safetensors'])
 def test_converted_classifier_equals_timm_in_mmpretrain(atto_files, file_format, tmp_path, offline, reads):
     from mmpretrain import ImageClassificationInferencer, get_model
@@ -188,6 +189,7 @@ def cls_run(tmp_path_factory):
         'train_cfg.max_epochs': 1, 'default_hooks.checkpoint.interval': 1})
 
 
+@pytest.mark.integration
 def test_segmentation_inferencer_labels_with_the_checkpoints_classes(seg_run, offline, reads):
     from mmseg.apis import MMSegInferencer
 
@@ -211,6 +213,7 @@ def test_segmentation_inferencer_labels_with_the_checkpoints_classes(seg_run, of
     assert np.array_equal(result['visualization'], np.asarray(PALETTE, np.uint8)[prediction])
 
 
+@pytest.mark.integration
 def test_detection_inferencer_labels_with_the_checkpoints_classes(det_run, offline, reads):
     from mmdet.apis import DetInferencer
 
@@ -231,6 +234,7 @@ def test_detection_inferencer_labels_with_the_checkpoints_classes(det_run, offli
     assert len(instances) > 0 and int(instances.labels.max()) < len(CLASSES)
 
 
+@pytest.mark.integration
 def test_classification_inferencer_labels_with_the_checkpoints_classes(cls_run, offline, reads):
     from mmpretrain import ImageClassificationInferencer
 

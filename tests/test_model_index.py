@@ -199,6 +199,7 @@ def count(cfg: Config, height: int, width: int):
     return params, int(dense), roi_heads[0] if roi_heads else {}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize('name', sorted(entries()))
 def test_entry_matches_its_config(name):
     """Schedule, the ImageNet-1K weights the model starts from (no `Weights`: nothing of ours was trained, so

@@ -174,8 +174,11 @@ from pathlib import Path
 sys.path.insert(0, {str(REPO / 'tests')!r})
 import onedl_lookup
 onedl_lookup.simulate()
+import functools
 from mmengine.config import Config
-from mmengine.config.utils import MODULE2PACKAGE
+from mmengine.config import utils as config_utils
+config_utils.load = functools.lru_cache(maxsize=None)(config_utils.load)  # as conftest.py: each metafile once
+MODULE2PACKAGE = config_utils.MODULE2PACKAGE
 import mmincnext
 configs = Path(mmincnext.__file__).parent / '.mim' / 'configs'
 loaded = []

@@ -52,6 +52,7 @@ def demo_child_config(tmp_path, name, interrupt_after=None):
     return str(path)
 
 
+@pytest.mark.integration
 def test_resume_on_demo_config_equals_uninterrupted_run(tmp_path):
     train = load_tool('train')
     train.main([demo_child_config(tmp_path, 'straight'), '--work-dir', str(tmp_path / 'straight')])

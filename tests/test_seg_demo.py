@@ -114,6 +114,7 @@ def test_mmseg_ade20k_loading_path_reads_it(small_root):
     assert sample['inputs'].shape == (3, 64, 64) and sample['inputs'].dtype == torch.uint8
 
 
+@pytest.mark.integration
 def test_demo_config_trains_validates_and_checkpoints(tmp_path):
     """The demo config, unchanged but for a tiny copy of the data and two iterations, runs end to end."""
     cfg = Config.fromfile(str(DEMO_CONFIG))
