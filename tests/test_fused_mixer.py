@@ -306,3 +306,72 @@ def test_kernels_compile_for_sm90_without_spills():
         meta['stride_c' if channels_last else 'stride_w'] = 1
         compile_kernel(mixer_ops._inception_dwconv_kernel, dtype, dict(meta, TRANSPOSED=transposed))
         compile_kernel(mixer_ops._inception_dwconv_wgrad_kernel, dtype, meta)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The backbone's switch: fused_mixer / MMINCNEXT_FUSED_MIXER
+# ----------------------------------------------------------------------------------------------------------------
+def test_backbone_switch_and_environment(monkeypatch):
+    from mmincnext.models import InceptionNeXt
+    from mmincnext.models.backbones.inception_next import FUSED_MIXER_DEFAULT, FUSED_MIXER_ENV
+
+    def fused(**kwargs):
+        model = InceptionNeXt('atto', **kwargs)
+        ops = {block.token_mixer.fused_op is not None for stage in model.stages for block in stage.blocks}
+        assert len(ops) == 1 and model.fused_mixer in ops
+        return model.fused_mixer
+
+    monkeypatch.delenv(FUSED_MIXER_ENV, raising=False)
+    assert fused() == FUSED_MIXER_DEFAULT
+    assert fused(fused_mixer=True) and not fused(fused_mixer=False)
+    monkeypatch.setenv(FUSED_MIXER_ENV, '1')
+    assert fused() and not fused(fused_mixer=False)  # the argument wins over the environment
+    monkeypatch.setenv(FUSED_MIXER_ENV, '0')
+    assert not fused() and fused(fused_mixer=True)
+    monkeypatch.setenv(FUSED_MIXER_ENV, 'yes please')
+    with pytest.raises(ValueError, match=FUSED_MIXER_ENV):
+        InceptionNeXt('atto')
+
+
+def test_backbone_with_fused_mixer_keeps_checkpoints_and_cpu_outputs():
+    """Same parameters and state_dict keys either way; CPU inputs take the eager mixer, so outputs are identical."""
+    from mmincnext.models import InceptionNeXt
+    torch.manual_seed(0)
+    eager = InceptionNeXt('atto', fused_mixer=False).eval()
+    fused = InceptionNeXt('atto', fused_mixer=True).eval()
+    fused.load_state_dict(eager.state_dict())
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        for a, b in zip(fused(x), eager(x)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or not HAS_TRITON, reason='needs a GPU and Triton')
+@pytest.mark.parametrize('precision', ['fp32', 'bf16', 'fp16'])
+def test_backbone_with_fused_mixer_equals_eager_on_cuda(precision):
+    """The whole backbone, training step and inference, fused vs eager mixer on the same weights."""
+    from conftest import randomize_reference_state
+    from mmincnext.models import InceptionNeXt
+    torch.manual_seed(0)
+    eager = randomize_reference_state(InceptionNeXt('tiny', out_norms=False, fused_mixer=False)).cuda()
+    fused = InceptionNeXt('tiny', out_norms=False, fused_mixer=True).cuda()
+    fused.load_state_dict(eager.state_dict())
+    x = torch.randn(2, 3, 224, 160, device='cuda', generator=torch.Generator('cuda').manual_seed(1))
+    dtype = dict(bf16=torch.bfloat16, fp16=torch.float16).get(precision, torch.float32)
+    tol = dict(fp32=1e-4, bf16=3e-2, fp16=5e-3)[precision]
+    for model in (eager, fused):
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = 0.0
+    outs = {}
+    for name, model in (('eager', eager), ('fused', fused)):
+        model.train()
+        with torch.autocast('cuda', dtype=dtype, enabled=precision != 'fp32'):
+            features = model(x)
+        sum(f.float().square().mean() for f in features).backward()
+        outs[name] = ([f.detach().float() for f in features], [p.grad.float() for p in model.parameters()])
+    for a, b in zip(outs['fused'][0], outs['eager'][0]):
+        assert ((a - b).norm() / b.norm()).item() < tol
+    total = torch.cat([g.flatten() for g in outs['eager'][1]]).norm()
+    for (name, _), a, b in zip(eager.named_parameters(), outs['fused'][1], outs['eager'][1]):
+        assert (a - b).norm() <= tol * max(b.norm(), 1e-2 * total), name

@@ -5,6 +5,7 @@ Module names follow the official release (and timm's ``inception_next_*``), so t
 For dense prediction each returned stage output gets a new norm layer (``norm{i}``), as the authors did for their
 segmentation experiments.
 """
+import os
 from typing import Dict, Optional, Sequence, Union
 
 import torch
@@ -50,14 +51,35 @@ def fold_bn_into_previous_conv(conv: nn.Conv2d, bn: _BatchNorm):
     conv.bias.mul_(scale).add_(shift)
 
 
+# The fused Triton mixer (mmincnext/ops) is off unless asked for: it has not yet been measured faster on a GPU.
+FUSED_MIXER_DEFAULT = False
+FUSED_MIXER_ENV = 'MMINCNEXT_FUSED_MIXER'
+
+
+def resolve_fused_mixer(fused_mixer: Optional[bool]) -> bool:
+    """The backbone's ``fused_mixer``: True/False as given; None takes ``MMINCNEXT_FUSED_MIXER`` (1/0) from the
+    environment, else :data:`FUSED_MIXER_DEFAULT`."""
+    if fused_mixer is not None:
+        return bool(fused_mixer)
+    value = os.environ.get(FUSED_MIXER_ENV, '').strip().lower()
+    if value in ('', 'auto'):
+        return FUSED_MIXER_DEFAULT
+    if value not in ('0', '1', 'false', 'true', 'off', 'on'):
+        raise ValueError(f'{FUSED_MIXER_ENV}={value!r}: use 1 (fused Triton mixer on CUDA) or 0 (eager)')
+    return value in ('1', 'true', 'on')
+
+
 class InceptionDWConv2d(nn.Module):
     """Inception depthwise convolution: identity, square, 1xk and kx1 branches over a channel split.
 
     The split order (identity first) is the released weights' order; the paper's pseudo-code lists identity last.
+    With ``fused=True``, CUDA inputs go through one Triton kernel (:func:`mmincnext.ops.inception_dwconv`: each
+    tile read once, the whole output written once, instead of split, three convolutions and a concatenation);
+    CPU inputs, ONNX export and machines without Triton keep this eager formula. Same weights, same function.
     """
 
     def __init__(self, channels: int, square_kernel_size: int = 3, band_kernel_size: int = 11,
-                 branch_ratio: float = 0.125):
+                 branch_ratio: float = 0.125, fused: bool = False):
         super().__init__()
         branch_channels = int(channels * branch_ratio)
         self.dwconv_hw = nn.Conv2d(branch_channels, branch_channels, square_kernel_size,
@@ -67,8 +89,15 @@ class InceptionDWConv2d(nn.Module):
         self.dwconv_h = nn.Conv2d(branch_channels, branch_channels, (band_kernel_size, 1),
                                   padding=(band_kernel_size // 2, 0), groups=branch_channels)
         self.split_sizes = (channels - 3 * branch_channels, ) + (branch_channels, ) * 3
+        self.fused_op = None
+        if fused:
+            from ...ops import inception_dwconv  # imports Triton: only where the fused mixer is asked for
+            self.fused_op = inception_dwconv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused_op is not None and x.is_cuda:  # the op itself falls back to eager without Triton / in ONNX
+            return self.fused_op(x, self.dwconv_hw.weight, self.dwconv_hw.bias, self.dwconv_w.weight,
+                                 self.dwconv_w.bias, self.dwconv_h.weight, self.dwconv_h.bias)
         x_id, x_hw, x_w, x_h = torch.split(x, self.split_sizes, dim=1)
         return torch.cat((x_id, self.dwconv_hw(x_hw), self.dwconv_w(x_w), self.dwconv_h(x_h)), dim=1)
 
@@ -136,9 +165,10 @@ class MetaNeXtBlock(nn.Module):
 
     def __init__(self, channels: int, mlp_ratio: float, band_kernel_size: int, branch_ratio: float,
                  norm_cfg: dict, layer_scale_init_value: float, drop_path: float, with_cp: bool,
-                 fast_path: str = 'auto'):
+                 fast_path: str = 'auto', fused_mixer: bool = False):
         super().__init__()
-        self.token_mixer = InceptionDWConv2d(channels, band_kernel_size=band_kernel_size, branch_ratio=branch_ratio)
+        self.token_mixer = InceptionDWConv2d(channels, band_kernel_size=band_kernel_size, branch_ratio=branch_ratio,
+                                             fused=fused_mixer)
         self.norm = build_norm_layer(norm_cfg, channels)[1]
         self.mlp = ConvMlp(channels, int(mlp_ratio * channels), fast_path=fast_path)
         self.gamma = nn.Parameter(torch.full((channels, ), float(layer_scale_init_value))) \
@@ -227,6 +257,9 @@ class InceptionNeXt(BaseModule):
             the residual in place at inference (:class:`ConvMlp`); ``'reference'``: timm's op sequence (1x1
             convolutions, the input's memory format); ``'auto'``: the GEMM path on CPU, where it was measured
             faster, the reference elsewhere (until GPU measurements say otherwise). Defaults to 'auto'.
+        fused_mixer (bool, optional): Run the token mixer on CUDA inputs as one fused Triton kernel
+            (:mod:`mmincnext.ops.inception_dwconv`); CPU inputs and ONNX export stay eager. None (default) reads the
+            environment variable ``MMINCNEXT_FUSED_MIXER`` (1 or 0), else off: not yet measured faster on a GPU.
         init_cfg (dict | list[dict], optional): ``dict(type='Pretrained', checkpoint=PATH[, prefix='backbone.'])``
             loads an official ``.pth``, a timm ``.safetensors`` or an mmengine checkpoint; a missing backbone key
             or a shape mismatch raises (see :func:`mmincnext.checkpoint.load_pretrained`). Defaults to
@@ -263,6 +296,7 @@ class InceptionNeXt(BaseModule):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  fast_path: str = 'auto',
+                 fused_mixer: Optional[bool] = None,
                  init_cfg=dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=.02, bias=0.)):
         super().__init__(init_cfg=init_cfg)
         self.arch = self._parse_arch(arch)
@@ -286,6 +320,7 @@ class InceptionNeXt(BaseModule):
         if fast_path not in FAST_PATHS:
             raise ValueError(f'fast_path must be one of {FAST_PATHS}, got {fast_path!r}')
         self.fast_path = fast_path
+        self.fused_mixer = resolve_fused_mixer(fused_mixer)
 
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, dims[0], kernel_size=4, stride=4),
@@ -299,7 +334,8 @@ class InceptionNeXt(BaseModule):
                 prev, dims[i], depths[i], downsample=i > 0, drop_paths=drop_paths[first:first + depths[i]],
                 norm_cfg=norm_cfg, mlp_ratio=self.arch['mlp_ratios'][i],
                 band_kernel_size=self.arch['band_kernel_size'], branch_ratio=self.arch['branch_ratio'],
-                layer_scale_init_value=layer_scale_init_value, with_cp=with_cp, fast_path=fast_path))
+                layer_scale_init_value=layer_scale_init_value, with_cp=with_cp, fast_path=fast_path,
+                fused_mixer=self.fused_mixer))
             prev = dims[i]
         self.stages = nn.Sequential(*stages)
         self.out_norms = out_norms
