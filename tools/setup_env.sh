@@ -23,7 +23,7 @@ for arg in "$@"; do
     --keep-torch) KEEP_TORCH=1 ;;
     --cuda) WITH_CUDA=1 ;;
     --onedl) ONEDL=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "setup_env.sh: unknown option '$arg' (known: --keep-torch, --cuda, --onedl)" >&2; exit 2 ;;
   esac
 done
