@@ -1,23 +1,36 @@
 """Training and inference throughput (img/s) and peak memory of our InceptionNeXt next to timm's models.
 
-    # backbones at 224x224: ours, ours after switch_to_deploy(), timm's InceptionNeXt-T, ConvNeXt-T, ResNet-50, Swin-T
-    python tools/benchmark.py --json work_dirs/bench.json --plot work_dirs/bench.png
+    # backbones at 224x224 on the CPU: ours, ours deployed, timm's InceptionNeXt, ConvNeXt, ResNet-50, Swin-T
+    python tools/benchmark.py --threads 2 --rounds 7 --json work_dirs/bench.json --plot work_dirs/bench.png
+    # the paper's GPU protocol (batch 128, 224x224, TF32, cudnn.benchmark, classifiers with cross-entropy)
+    python tools/benchmark.py --device cuda --paper --precision bf16 [--compile] [--arch small]
     # whole segmentors at 512x512: UperNet + InceptionNeXt-T against mmseg's own UperNet + ConvNeXt-T
     python tools/benchmark.py --dense --batch-size 2 --train-batch-size 2
+    # the token mixer alone per stage shape: fused Triton kernel vs eager (vs torch.compile), and memory bandwidth
+    python tools/benchmark.py --device cuda --mixer --precision bf16 --batch-size 128 --compile
 
-All models run in one process, interleaved (A B C A B C ...) for ``--rounds`` rounds, so that a load that comes and
-goes on a shared machine hits them alike; the table reports the median. With ``--memory-format both`` (default)
-every model is timed NCHW and channels-last, and the ratios compare each model's best layout. Classification models
-are timed without their heads (``forward_features``; ours returns the last stage only): a training step is
-forward, ``features.mean()``, backward and an SGD step. ``--precision bf16`` (CPU or CUDA autocast) and ``amp``
-(CUDA float16 autocast with a GradScaler) also report the relative error of the features (inference) or of all
-gradients (training) against float32, on the same weights and input.
+On the CPU all models run in one process, interleaved (A B C A B C ...) for ``--rounds`` rounds, so that a load that
+comes and goes on a shared machine hits them alike; the table reports the median. On CUDA (a dedicated device) each
+entry is timed in turn: warm-up steps, then ``--rounds`` rounds of ``--steps`` steps between device
+synchronisations, the median round; its result is written to ``--jsonl`` as soon as it is measured, so a run cut
+short keeps what it had. With ``--memory-format both`` (default) every model is timed NCHW and channels-last, and the
+ratios compare each model's best layout.
+
+Without ``--classifier`` models run without their heads (``forward_features``; ours returns the last stage only) and
+a training step is forward, ``features.mean()``, backward and an SGD step. With it (and with ``--paper``), they run
+with their ImageNet heads (ours with timm's head of the same arch, so only the backbones differ) and a training step
+is forward, cross-entropy on random labels, backward and an SGD step. ``--precision bf16`` and ``fp16`` run under
+``torch.autocast`` (fp16 with a GradScaler, as AmpOptimWrapper does) and also report the relative error of the output
+(inference) or of all gradients (training) against float32, on the same weights and input.
+
+Precision is the user's: TF32 stays as PyTorch's flags say unless ``--tf32 on|off`` (``--paper``: on, as on the
+paper's A100, whose "FP32" img/s exceed the A100's plain-fp32 peak) sets both the cuDNN and the cuBLAS flag.
 """
 import argparse
 import json
 import statistics
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -26,44 +39,73 @@ import torch.nn as nn
 
 from mmincnext.models import InceptionNeXt
 
-REFERENCE = 'convnext_t'
-TIMM_NAMES = dict(timm_incnext='inception_next_{arch}', convnext_t='convnext_tiny', resnet50='resnet50',
+REFERENCE = 'convnext'
+TIMM_NAMES = dict(timm_incnext='inception_next_{arch}', convnext='convnext_{arch}', resnet50='resnet50',
                   swin_t='swin_tiny_patch4_window7_224')
-DEFAULT_MODELS = ('ours', 'ours_deploy', 'timm_incnext', 'convnext_t', 'resnet50', 'swin_t')
+# ours: the per-device default (CPU: the GEMM path; CUDA: timm's op sequence); ours_gemm: the CPU's GEMM path forced
+# (channels-last, F.linear, folded layer scale), to measure it on another device; ours_fused: the fused Triton mixer.
+OURS = dict(ours=dict(), ours_deploy=dict(), ours_gemm=dict(fast_path='gemm'), ours_fused=dict(fused_mixer=True))
+DEFAULT_MODELS = ('ours', 'ours_deploy', 'timm_incnext', 'convnext', 'resnet50', 'swin_t')
+KNOWN_MODELS = tuple(OURS) + tuple(TIMM_NAMES)
 DENSE_CONFIGS = dict(ours='configs/upernet_incnext_t_ade20k.py',
-                     convnext_t='mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py')
+                     convnext='mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py')
 MEMORY_FORMATS = dict(nchw=torch.contiguous_format, channels_last=torch.channels_last)
+PRECISIONS = dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)
+# InceptionNeXt-T's four stages at 224x224 (channels, side): the mixer benchmark's shapes.
+MIXER_STAGES = ((96, 56), (192, 28), (384, 14), (768, 7))
 
 
 def parse_args(argv: Optional[Sequence[str]] = None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--models', help=f'comma-separated, from {DEFAULT_MODELS} (default: all; dense: '
-                        f'{",".join(DENSE_CONFIGS)})')
-    parser.add_argument('--arch', default='tiny', help="InceptionNeXt arch for ours and timm's (default tiny)")
+    parser.add_argument('--models', help=f'comma-separated, from {KNOWN_MODELS} (default: {",".join(DEFAULT_MODELS)}'
+                        f'; dense: {",".join(DENSE_CONFIGS)})')
+    parser.add_argument('--arch', default='tiny', help="arch of ours, timm's InceptionNeXt and ConvNeXt (default tiny)")
     parser.add_argument('--modes', default='infer,train', help='infer, train or both (default)')
-    parser.add_argument('--batch-size', type=int, default=16, help='inference batch (default 16)')
-    parser.add_argument('--train-batch-size', type=int, default=8, help='training batch (default 8)')
+    parser.add_argument('--batch-size', type=int, default=None, help='inference batch (default 16; --paper 128)')
+    parser.add_argument('--train-batch-size', type=int, default=None, help='training batch (default 8; --paper 128)')
     parser.add_argument('--img-size', type=int, nargs='+', default=None, help='H [W] (default 224, dense 512)')
-    parser.add_argument('--precision', choices=('fp32', 'bf16', 'amp'), default='fp32',
-                        help='bf16: torch.autocast bfloat16 (CPU or CUDA); amp: CUDA float16 autocast + GradScaler')
+    parser.add_argument('--precision', choices=tuple(PRECISIONS) + ('amp', ), default='fp32',
+                        help='bf16 / fp16: torch.autocast (fp16 with a GradScaler); amp: the same as fp16')
     parser.add_argument('--memory-format', choices=('nchw', 'channels_last', 'both'), default='both')
     parser.add_argument('--compile', action='store_true', help='torch.compile every model (ours with fullgraph=True)')
+    parser.add_argument('--classifier', action='store_true',
+                        help='whole classifiers (heads included); training on cross-entropy (default: features)')
+    parser.add_argument('--tf32', choices=('keep', 'on', 'off'), default=None,
+                        help="cuDNN and cuBLAS TF32 flags (default keep: the user's; --paper: on)")
+    parser.add_argument('--paper', action='store_true',
+                        help='the paper protocol: batch 128 both modes, --classifier, --tf32 on, cudnn.benchmark')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (default: torch default)')
-    parser.add_argument('--rounds', type=int, default=5, help='timed rounds; the median is reported (default 5)')
-    parser.add_argument('--warmup', type=int, default=1, help='untimed steps per model first (default 1)')
+    parser.add_argument('--rounds', type=int, default=None, help='timed rounds; the median is reported (default 5)')
+    parser.add_argument('--steps', type=int, default=None, help='steps per timed round (default 1; CUDA 10)')
+    parser.add_argument('--warmup', type=int, default=None, help='untimed steps per model first (default 1; CUDA 5)')
     parser.add_argument('--dense', action='store_true', help='time whole UperNet segmentors (see DENSE_CONFIGS)')
+    parser.add_argument('--mixer', action='store_true',
+                        help="time the token mixer alone at InceptionNeXt-T's stage shapes: fused, eager, compiled")
     parser.add_argument('--json', help='write the results here')
+    parser.add_argument('--jsonl', help='append each result here as a JSON line as soon as it is measured')
     parser.add_argument('--plot', help='draw the img/s comparison as a PNG here (needs matplotlib)')
     args = parser.parse_args(argv)
-    known = tuple(DENSE_CONFIGS) if args.dense else DEFAULT_MODELS
-    args.models = [m for m in args.models.split(',') if m] if args.models else list(known)
+    cuda = args.device.startswith('cuda')
+    if args.precision == 'amp':
+        args.precision = 'fp16'
+    known = tuple(DENSE_CONFIGS) if args.dense else KNOWN_MODELS
+    args.models = [m for m in args.models.split(',') if m] if args.models else list(
+        DENSE_CONFIGS if args.dense else DEFAULT_MODELS)
     args.modes = [m for m in args.modes.split(',') if m]
     unknown = [m for m in args.models if m not in known] + [m for m in args.modes if m not in ('infer', 'train')]
     if unknown:
         parser.error(f'unknown model or mode {unknown}; models are {known}, modes infer/train')
-    if args.precision == 'amp' and not args.device.startswith('cuda'):
-        parser.error('--precision amp is CUDA float16 autocast; on CPU use --precision bf16')
+    if args.paper:
+        args.classifier = True
+        args.tf32 = args.tf32 or 'on'
+    args.tf32 = args.tf32 or 'keep'
+    default_batch = 128 if args.paper else None
+    args.batch_size = args.batch_size or default_batch or 16
+    args.train_batch_size = args.train_batch_size or default_batch or 8
+    args.rounds = args.rounds or 5
+    args.steps = args.steps or (10 if cuda else 1)
+    args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
     size = args.img_size or [512 if args.dense else 224]
     if len(size) > 2:
         parser.error('--img-size takes H or H W')
@@ -72,7 +114,7 @@ def parse_args(argv: Optional[Sequence[str]] = None):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Models: each entry builds a module and says how to run it (``forward``: features; ``loss``: a scalar to train on)
+# Models: each entry builds a module and says how to run it (``forward``: its output; ``loss``: a scalar to train on)
 # ----------------------------------------------------------------------------------------------------------------
 class Candidate:
 
@@ -80,27 +122,51 @@ class Candidate:
         self.name, self.module, self.forward, self.loss, self.modes = name, module, forward, loss, modes
 
 
-def backbone_candidate(name: str, arch: str, img_size) -> Candidate:
-    if name in ('ours', 'ours_deploy'):
-        model = InceptionNeXt(arch, out_indices=(3, ), out_norms=False)
+class OursClassifier(nn.Module):
+    """Our backbone's last stage under timm's head of the same arch: the classifier the paper times, with exactly
+    timm's head, so that only the backbones differ."""
+
+    def __init__(self, backbone: InceptionNeXt, head: nn.Module):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, x):
+        return self.head(self.backbone(x)[-1])
+
+
+def backbone_candidate(name: str, args) -> Candidate:
+    import timm
+    if name in OURS:
+        model = InceptionNeXt(args.arch, out_indices=(3, ), out_norms=False, **OURS[name])
+        if args.classifier:
+            model = OursClassifier(model, timm.create_model(f'inception_next_{args.arch}').head)
         if name == 'ours_deploy':
-            model.eval().switch_to_deploy()
+            (model.backbone if args.classifier else model).eval().switch_to_deploy()
 
         def forward(m, x):
-            return m(x)[-1]
+            return m(x) if args.classifier else m(x)[-1]
         modes = ('infer', ) if name == 'ours_deploy' else ('infer', 'train')
     else:
-        import timm
-        kwargs = dict(img_size=img_size) if name == 'swin_t' else {}
-        model = timm.create_model(TIMM_NAMES[name].format(arch=arch), pretrained=False, **kwargs)
+        kwargs = dict(img_size=args.img_size) if name == 'swin_t' else {}
+        model = timm.create_model(TIMM_NAMES[name].format(arch=args.arch), pretrained=False, **kwargs)
 
         def forward(m, x):
-            return m.forward_features(x)
+            return m(x) if args.classifier else m.forward_features(x)
         modes = ('infer', 'train')
-    return Candidate(name, model, forward, lambda m, x: forward(m, x).float().mean(), modes)
+    if args.classifier:
+        labels = torch.randint(1000, (args.train_batch_size, ), generator=torch.Generator().manual_seed(0))
+        labels = labels.to(args.device)
+
+        def loss(m, x):
+            return nn.functional.cross_entropy(forward(m, x).float(), labels[:len(x)])
+    else:
+
+        def loss(m, x):
+            return forward(m, x).float().mean()
+    return Candidate(name, model, forward, loss, modes)
 
 
-def dense_candidate(name: str, img_size, batch_size: int) -> Candidate:
+def dense_candidate(name: str, args) -> Candidate:
     from mmengine.config import Config
     from mmengine.hub import get_config
     from mmengine.structures import PixelData
@@ -109,6 +175,7 @@ def dense_candidate(name: str, img_size, batch_size: int) -> Candidate:
 
     from mmincnext.utils import build_model_from_config
 
+    img_size, batch_size = args.img_size, args.train_batch_size
     path = DENSE_CONFIGS[name]
     cfg = get_config(path) if '::' in path else Config.fromfile(Path(__file__).resolve().parents[1] / path)
     model = build_model_from_config(cfg)  # random weights: nothing to download or read
@@ -118,7 +185,7 @@ def dense_candidate(name: str, img_size, batch_size: int) -> Candidate:
     def samples(n):
         meta = dict(img_shape=img_size, pad_shape=img_size, ori_shape=img_size)
         return [SegDataSample(metainfo=meta, gt_sem_seg=PixelData(
-            data=torch.randint(num_classes, (1, *img_size), generator=gen))) for _ in range(n)]
+            data=torch.randint(num_classes, (1, *img_size), generator=gen))).to(args.device) for _ in range(n)]
 
     train_samples = samples(batch_size)
 
@@ -135,11 +202,10 @@ def dense_candidate(name: str, img_size, batch_size: int) -> Candidate:
 # ----------------------------------------------------------------------------------------------------------------
 # Timing
 # ----------------------------------------------------------------------------------------------------------------
-def autocast(args):
-    if args.precision == 'fp32':
+def autocast(device: str, precision: str):
+    if PRECISIONS[precision] is None:
         return nullcontext()
-    dtype = torch.bfloat16 if args.precision == 'bf16' else torch.float16
-    return torch.autocast(torch.device(args.device).type, dtype=dtype)
+    return torch.autocast(torch.device(device).type, dtype=PRECISIONS[precision])
 
 
 def make_step(cand: Candidate, module: nn.Module, mode: str, x: torch.Tensor, args) -> Callable:
@@ -148,16 +214,16 @@ def make_step(cand: Candidate, module: nn.Module, mode: str, x: torch.Tensor, ar
 
         def step():
             module.eval()
-            with torch.inference_mode(), autocast(args):
+            with torch.inference_mode(), autocast(args.device, args.precision):
                 return cand.forward(module, x)
         return step
     optimizer = torch.optim.SGD(module.parameters(), lr=1e-9, momentum=0.9)
-    scaler = torch.amp.GradScaler('cuda') if args.precision == 'amp' else None
+    scaler = torch.amp.GradScaler(torch.device(args.device).type) if args.precision == 'fp16' else None
 
     def step():
         module.train()
         optimizer.zero_grad(set_to_none=True)
-        with autocast(args):
+        with autocast(args.device, args.precision):
             loss = cand.loss(module, x)
         if scaler is None:
             loss.backward()
@@ -202,12 +268,12 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def precision_error(cand: Candidate, module: nn.Module, mode: str, x: torch.Tensor, args) -> Optional[float]:
-    """Relative error of the features (infer) or of all gradients (train) under autocast, against float32."""
+    """Relative error of the output (infer) or of all gradients (train) under autocast, against float32."""
     if args.precision == 'fp32':
         return None
     results = []
     for precision in ('fp32', args.precision):
-        ctx = autocast(argparse.Namespace(precision=precision, device=args.device))
+        ctx = autocast(args.device, precision)
         if mode == 'infer':
             module.eval()
             with torch.inference_mode(), ctx:
@@ -227,51 +293,185 @@ def precision_error(cand: Candidate, module: nn.Module, mode: str, x: torch.Tens
     return relative_error(results[1], results[0])
 
 
+@contextmanager
+def precision_flags(args):
+    """Within: ``--tf32`` applied (nothing for 'keep') and cudnn.benchmark on CUDA; yields the flags in force.
+    The process's own flags come back afterwards (main() may be called from other code, e.g. tools/gpu_check.py)."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    try:
+        yield set_precision_flags(args)
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+         torch.backends.cudnn.benchmark) = saved
+
+
+def set_precision_flags(args) -> dict:
+    if args.tf32 != 'keep':
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32 == 'on'
+    if args.device.startswith('cuda'):
+        torch.backends.cudnn.benchmark = True
+    return dict(cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+                matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
+                cudnn_benchmark=torch.backends.cudnn.benchmark)
+
+
+def build_entries(name: str, fmt: str, args) -> List[dict]:
+    cand = dense_candidate(name, args) if args.dense else backbone_candidate(name, args)
+    module = cand.module.to(args.device, memory_format=MEMORY_FORMATS[fmt])
+    if args.compile:
+        module = torch.compile(module, fullgraph=name in OURS and not args.dense and not args.classifier)
+    batch = dict(infer=args.batch_size, train=args.train_batch_size)
+    entries = []
+    for mode in args.modes:
+        if mode not in cand.modes:
+            continue
+        x = torch.randn(batch[mode], 3, *args.img_size, generator=torch.Generator().manual_seed(0))
+        x = x.to(args.device).contiguous(memory_format=MEMORY_FORMATS[fmt])
+        entries.append(dict(cand=cand, mode=mode, fmt=fmt, module=module, x=x,
+                            step=make_step(cand, module, mode, x, args)))
+    return entries
+
+
+def time_round(entry: dict, args) -> float:
+    sync(args.device)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        entry['step']()
+    sync(args.device)
+    return (time.perf_counter() - start) / args.steps
+
+
+def warm_up(entry: dict, args):
+    start = time.perf_counter()
+    for _ in range(max(args.warmup, 1)):  # the first step builds caches (and compiles)
+        entry['step']()
+    sync(args.device)
+    entry['warmup_s'] = time.perf_counter() - start
+
+
+def finish(entry: dict, args, flags: dict) -> dict:
+    median = statistics.median(entry['times'])
+    result = dict(
+        model=entry['cand'].name, mode=entry['mode'], memory_format=entry['fmt'], batch=len(entry['x']),
+        img_size=list(args.img_size), arch=args.arch, precision=args.precision, compile=args.compile,
+        classifier=args.classifier, device=args.device, img_per_s=len(entry['x']) / median,
+        step_s=entry['times'], warmup_s=entry['warmup_s'], **flags,
+        # On CPU the profiler does not see what inductor-compiled code allocates: no figure rather than a wrong one.
+        peak_mem_mb=None if args.compile and args.device == 'cpu' else peak_memory_mb(entry['step'], args.device),
+        rel_err_vs_fp32=precision_error(entry['cand'], entry['module'], entry['mode'], entry['x'], args))
+    if args.jsonl:
+        Path(args.jsonl).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.jsonl, 'a') as f:
+            f.write(json.dumps(result) + '\n')
+    return result
+
+
 def run(args) -> List[dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    with precision_flags(args) as flags:
+        return run_with_flags(args, flags)
+
+
+def run_with_flags(args, flags: dict) -> List[dict]:
     formats = list(MEMORY_FORMATS) if args.memory_format == 'both' else [args.memory_format]
-    batch = dict(infer=args.batch_size, train=args.train_batch_size)
-    entries = []  # (candidate, mode, format name, module, step)
-    for name in args.models:
-        for fmt in formats:
-            cand = (dense_candidate(name, args.img_size, args.train_batch_size) if args.dense else
-                    backbone_candidate(name, args.arch, args.img_size))
-            module = cand.module.to(args.device, memory_format=MEMORY_FORMATS[fmt])
-            if args.compile:
-                module = torch.compile(module, fullgraph=name.startswith('ours') and not args.dense)
-            for mode in args.modes:
-                if mode not in cand.modes:
-                    continue
-                x = torch.randn(batch[mode], 3, *args.img_size, device=args.device)
-                x = x.contiguous(memory_format=MEMORY_FORMATS[fmt])
-                entries.append(dict(cand=cand, mode=mode, fmt=fmt, module=module, x=x,
-                                    step=make_step(cand, module, mode, x, args)))
+    results = []
+    if args.device.startswith('cuda'):
+        # A dedicated device: one entry after another, each recorded as soon as it is measured, its memory freed.
+        for name in args.models:
+            for fmt in formats:
+                entries = build_entries(name, fmt, args)
+                for entry in entries:
+                    warm_up(entry, args)
+                    entry['times'] = [time_round(entry, args) for _ in range(args.rounds)]
+                    results.append(finish(entry, args, flags))
+                del entries
+                torch.cuda.empty_cache()
+        return results
+    entries = [e for name in args.models for fmt in formats for e in build_entries(name, fmt, args)]
     for e in entries:
-        start = time.perf_counter()
-        for _ in range(max(args.warmup, 1)):  # the first step builds caches (and compiles)
-            e['step']()
-        sync(args.device)
-        e['warmup_s'] = time.perf_counter() - start
+        warm_up(e, args)
         e['times'] = []
     for _ in range(args.rounds):
         for e in entries:
-            sync(args.device)
-            start = time.perf_counter()
-            e['step']()
-            sync(args.device)
-            e['times'].append(time.perf_counter() - start)
+            e['times'].append(time_round(e, args))
+    return [finish(e, args, flags) for e in entries]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The token mixer alone (issue: the fused Triton mixer): microseconds per call and memory bandwidth
+# ----------------------------------------------------------------------------------------------------------------
+def copy_bandwidth_gbs(device: str, nbytes: int = 2**30) -> Optional[float]:
+    """The device's practical memory bandwidth: a device-to-device copy, bytes read plus written per second."""
+    if not device.startswith('cuda'):
+        return None
+    src = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(20):
+        dst.copy_(src)
+    sync(device)
+    return 2 * nbytes * 20 / (time.perf_counter() - start) / 1e9
+
+
+def run_mixer(args) -> List[dict]:
+    """Each stage shape of InceptionNeXt-T at ``--img-size`` and ``--batch-size``: forward (``infer``) and forward +
+    backward (``train``) of the eager mixer, the fused Triton op (where it runs) and, with ``--compile``,
+    ``torch.compile`` of the eager mixer. The bytes counted are the fewest any implementation must move: one read of
+    the input and one write of the output forward; backward reads the output gradient and the input (for the
+    weight gradients) and writes the input gradient. They are compared with the copy bandwidth measured in the same
+    run: the mixer is memory-bound, so that fraction is how close it is to the physical limit."""
+    with precision_flags(args) as flags:
+        return run_mixer_with_flags(args, flags)
+
+
+def run_mixer_with_flags(args, flags: dict) -> List[dict]:
+    from mmincnext.models.backbones.inception_next import InceptionDWConv2d
+    from mmincnext.ops import fused_inception_dwconv_available
+    dtype = PRECISIONS[args.precision] or torch.float32
+    bandwidth = copy_bandwidth_gbs(args.device)
+    formats = list(MEMORY_FORMATS) if args.memory_format == 'both' else [args.memory_format]
     results = []
-    for e in entries:
-        median = statistics.median(e['times'])
-        results.append(dict(
-            model=e['cand'].name, mode=e['mode'], memory_format=e['fmt'], batch=len(e['x']),
-            img_size=list(args.img_size), precision=args.precision, compile=args.compile, device=args.device,
-            img_per_s=len(e['x']) / median, step_s=e['times'], warmup_s=e['warmup_s'],
-            # On CPU the profiler does not see what inductor-compiled code allocates: no figure rather than a wrong one.
-            peak_mem_mb=None if args.compile and args.device == 'cpu' else peak_memory_mb(e['step'], args.device),
-            rel_err_vs_fp32=precision_error(e['cand'], e['module'], e['mode'], e['x'], args)))
+    for channels, side in MIXER_STAGES:
+        side = max(1, side * args.img_size[0] // 224)
+        for fmt in formats:
+            mixer = InceptionDWConv2d(channels, fused=True).to(args.device, dtype)
+            eager = InceptionDWConv2d(channels).to(args.device, dtype)
+            eager.load_state_dict(mixer.state_dict())
+            x = torch.randn(args.batch_size, channels, side, side, device=args.device, dtype=dtype)
+            x = x.contiguous(memory_format=MEMORY_FORMATS[fmt]).requires_grad_()
+            impls = dict(eager=eager)
+            if args.compile:
+                impls['compiled'] = torch.compile(eager, fullgraph=True)
+            if fused_inception_dwconv_available(x):
+                impls['fused'] = mixer
+            for mode in args.modes:
+                for impl, fn in impls.items():
+                    def step(fn=fn, mode=mode):
+                        if mode == 'infer':
+                            with torch.no_grad():
+                                return fn(x)
+                        out = fn(x)
+                        out.backward(torch.ones_like(out))
+                    entry = dict(step=step)
+                    warm_up(entry, args)
+                    times = [time_round(entry, args) for _ in range(args.rounds)]
+                    seconds = statistics.median(times)
+                    nbytes = x.numel() * x.element_size() * (2 if mode == 'infer' else 5)
+                    result = dict(kind='mixer', impl=impl, mode=mode, channels=channels, side=side,
+                                  batch=args.batch_size, memory_format=fmt, precision=args.precision,
+                                  device=args.device, us_per_call=seconds * 1e6, bytes=nbytes,
+                                  gb_per_s=nbytes / seconds / 1e9, copy_gb_per_s=bandwidth,
+                                  bandwidth_fraction=nbytes / seconds / 1e9 / bandwidth if bandwidth else None,
+                                  **flags)
+                    if args.jsonl:
+                        with open(args.jsonl, 'a') as f:
+                            f.write(json.dumps(result) + '\n')
+                    results.append(result)
     return results
 
 
@@ -313,6 +513,16 @@ def table(results: List[dict]) -> str:
     return '\n'.join(lines)
 
 
+def mixer_table(results: List[dict]) -> str:
+    lines = ['\n| stage (C, side) | layout | mode | impl | us/call | GB/s | of copy bandwidth |',
+             '|' + ' --- |' * 7]
+    for r in results:
+        fraction = '-' if r['bandwidth_fraction'] is None else f'{100 * r["bandwidth_fraction"]:.0f}%'
+        lines.append(f'| {r["channels"]}, {r["side"]} | {r["memory_format"]} | {r["mode"]} | {r["impl"]} | '
+                     f'{r["us_per_call"]:.1f} | {r["gb_per_s"]:.0f} | {fraction} |')
+    return '\n'.join(lines)
+
+
 def plot(results: List[dict], path: str, title: str):
     import matplotlib
     matplotlib.use('Agg')
@@ -334,25 +544,32 @@ def plot(results: List[dict], path: str, title: str):
     plt.close(fig)
 
 
-def describe(args) -> str:
+def describe_device(device: str) -> str:
     import platform
-    device = torch.cuda.get_device_name() if args.device.startswith('cuda') else (
-        f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads, '
-        f'{torch.backends.cpu.get_cpu_capability()}')
-    return (f'{"dense (UperNet)" if args.dense else "backbones"} {args.img_size[0]}x{args.img_size[1]}, '
-            f'{args.precision}{", compiled" if args.compile else ""}, {device}, torch {torch.__version__}, '
-            f'median of {args.rounds} interleaved rounds')
+    if device.startswith('cuda'):
+        return f'{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})'
+    return (f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads, '
+            f'{torch.backends.cpu.get_cpu_capability()}')
+
+
+def describe(args) -> str:
+    what = 'mixer' if args.mixer else 'dense (UperNet)' if args.dense else \
+        f'{"classifiers" if args.classifier else "backbones"} ({args.arch})'
+    tf32 = '' if args.tf32 == 'keep' else f', TF32 {args.tf32}'
+    return (f'{what} {args.img_size[0]}x{args.img_size[1]}, {args.precision}{tf32}'
+            f'{", compiled" if args.compile else ""}, {describe_device(args.device)}, torch {torch.__version__}, '
+            f'median of {args.rounds} rounds of {args.steps} step(s)')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> List[dict]:
     args = parse_args(argv)
-    results = run(args)
+    results = run_mixer(args) if args.mixer else run(args)
     title = describe(args)
-    print(title + table(results))
+    print(title + (mixer_table(results) if args.mixer else table(results)))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(dict(setting=title, results=results), indent=1))
-    if args.plot:
+    if args.plot and not args.mixer:
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         plot(results, args.plot, title)
     return results
