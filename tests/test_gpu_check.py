@@ -22,6 +22,9 @@ def test_dry_run_runs_every_section_and_records(tmp_path):
     saved = json.loads((tmp_path / 'gpu_check.json').read_text())
     assert saved['results'] == report['results'] and saved['machine']['torch']
     assert (tmp_path / 'gpu_check.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    tables = (tmp_path / 'gpu_check.md').read_text()
+    assert '## bf16_t:' in tables and '| ours_deploy |' in tables and 'x timm_incnext' in tables
+    assert '## bf16_t_compiled:' in tables and 'dry run' in tables
     # The paper sections time classifiers with heads: ours, folded ours and timm's in both modes (not folded).
     paper = [r for r in report['results'] if r['section'] == 'bf16_t']
     assert {(r['model'], r['mode']) for r in paper} == {

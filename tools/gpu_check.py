@@ -143,6 +143,24 @@ def plot(results: list, path: Path, title: str):
     plt.close(fig)
 
 
+def markdown(report: dict, title: str) -> str:
+    """The README's GPU tables: per section, tools/benchmark.py's own table (img/s per layout, best layout, peak
+    memory, ratios to ConvNeXt and to timm's InceptionNeXt, error against float32) under the machine's name."""
+    m = report['machine']
+    lines = [f'# {title}', '', f'GPU {m.get("gpu")}, driver {m.get("driver")}, torch {m["torch"]} (CUDA {m["cuda"]}), '
+             f'timm {m["timm"]}, triton {m["triton"]}']
+    for name, section in report['sections'].items():
+        lines += ['', f'## {name}: ' + ' '.join(section.get('argv', [])).replace('--jsonl', '')]
+        results = [r for r in report['results'] if r['section'] == name]
+        if 'skipped' in section or 'error' in section or name == 'tests':
+            lines.append(section.get('skipped') or section.get('error') or section.get('summary'))
+        elif results and results[0].get('kind') == 'mixer':
+            lines.append(benchmark.mixer_table(results))
+        elif results:
+            lines.append(benchmark.table(results))
+    return '\n'.join(lines) + '\n'
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     out = Path(args.out)
@@ -155,6 +173,7 @@ def main(argv=None) -> dict:
 
     def save():
         (out / 'gpu_check.json').write_text(json.dumps(report, indent=1))
+        (out / 'gpu_check.md').write_text(markdown(report, title))
         plot(report['results'], out / 'gpu_check.png', title)
 
     if not args.dry_run and not torch.cuda.is_available():
