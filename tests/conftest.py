@@ -62,6 +62,17 @@ def timm_backbone_params(arch: str) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if not n.startswith('head.'))
 
 
+def reference_stage_outputs(timm_model, x):
+    """timm's InceptionNeXt (or ConvNeXt) run stage by stage: the four stage outputs our backbone returns without its
+    output norms."""
+    x = timm_model.stem(x)
+    outs = []
+    for stage in timm_model.stages:
+        x = stage(x)
+        outs.append(x)
+    return outs
+
+
 def relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
     return ((ours - reference).norm() / reference.norm()).item()
 

@@ -1,6 +1,7 @@
 """The InceptionNeXt backbone against timm's reference implementation and the paper's sizes."""
 import pytest
 import torch
+from conftest import reference_stage_outputs
 from mmengine.registry import DefaultScope
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -10,15 +11,6 @@ ARCHS = ('atto', 'tiny', 'small', 'base')
 # ../shared/PAPER.md: parameters with the ImageNet-1K classification head, in millions.
 PAPER_PARAMS_M = dict(atto=4.16, tiny=28.06, small=49.37, base=86.67)
 ODD_INPUT = (1, 3, 97, 131)  # sides not multiples of 32
-
-
-def reference_stage_outputs(timm_model, x):
-    x = timm_model.stem(x)
-    outs = []
-    for stage in timm_model.stages:
-        x = stage(x)
-        outs.append(x)
-    return outs
 
 
 def n_params(module):

@@ -87,7 +87,8 @@ def test_recipe_and_heads_equal_upstream_convnext_config(name):
 
 @pytest.mark.parametrize('size', 'tsb')
 def test_cascade_1x_is_3x_model_on_mmdet_1x_schedule(size):
-    one, three = config_copy(f'cascade_mask_rcnn_incnext_{size}_coco.py'), config_copy(f'cascade_mask_rcnn_incnext_{size}_coco_3x.py')
+    one = config_copy(f'cascade_mask_rcnn_incnext_{size}_coco.py')
+    three = config_copy(f'cascade_mask_rcnn_incnext_{size}_coco_3x.py')
     mmdet_1x = config_copy('mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py')
     assert one.model == three.model and one.optim_wrapper == three.optim_wrapper
     # mmdet's 1x steps; the recipe's 1000-iteration warm-up (mmdet's R-50 1x warms up over 500).

@@ -9,7 +9,7 @@ import copy
 
 import pytest
 import torch
-from conftest import randomize_reference_state, relative_error
+from conftest import randomize_reference_state, reference_stage_outputs, relative_error
 
 from mmincnext.models import InceptionNeXt
 
@@ -48,15 +48,6 @@ def atto_pair():
         return reference, ours
 
     return make
-
-
-def reference_features(model, x):
-    x = model.stem(x)
-    outs = []
-    for stage in model.stages:
-        x = stage(x)
-        outs.append(x)
-    return outs
 
 
 def record_branches(model):
@@ -106,8 +97,8 @@ def test_equals_timm_within_its_own_error(atto_pair, device, fast_path, trained,
         pytest.skip("timm's own op sequence (the CUDA default): its training pass checks the same forward on CPU")
     reference, ours = atto_pair(trained, device, fast_path)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)).to(device)
-    truth = run(reference, x, device, 'fp32', training, reference_features)
-    low = run(reference, x, device, precision, training, reference_features)
+    truth = run(reference, x, device, 'fp32', training, reference_stage_outputs)
+    low = run(reference, x, device, precision, training, reference_stage_outputs)
     mine = run(ours, x, device, precision, training, lambda m, t: m(t))
     assert mine['dtypes'] == low['dtypes'], 'the residual stream must keep the dtype timm keeps it in'
     for i, (a, b, c) in enumerate(zip(mine['features'], low['features'], truth['features'])):
@@ -133,8 +124,8 @@ def test_deployed_model_keeps_reference_numerics(atto_pair, device, precision):
     reference, ours = atto_pair(True, device, 'auto')
     ours.eval().switch_to_deploy()
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)).to(device)
-    truth = run(reference, x, device, 'fp32', False, reference_features)
-    low = run(reference, x, device, precision, False, reference_features)
+    truth = run(reference, x, device, 'fp32', False, reference_stage_outputs)
+    low = run(reference, x, device, precision, False, reference_stage_outputs)
     with torch.no_grad(), autocast(device, precision):
         mine = ours(x)
     assert [o.dtype for o in mine] == low['dtypes']

@@ -5,7 +5,7 @@ import json
 import pytest
 import timm
 import torch
-from conftest import REPO, load_tool, randomize_reference_state, relative_error
+from conftest import REPO, load_tool, randomize_reference_state, reference_stage_outputs, relative_error
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmincnext.models import InceptionNeXt
@@ -29,10 +29,7 @@ def test_training_step_equals_timm(timm_reference):
     reference, model = reference.train(), model.train()
     x = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
     ours = model(x)
-    feats, expected = reference.stem(x), []
-    for stage in reference.stages:
-        feats = stage(feats)
-        expected.append(feats)
+    expected = reference_stage_outputs(reference, x)
     for out, ref in zip(ours, expected):
         assert relative_error(out, ref) < 1e-5
     sum((o * o).mean() for o in ours).backward()

@@ -10,9 +10,10 @@ recorded as skipped.
 
 Sections run in the order below, most important first; none starts after ``--budget-s`` (default 400 s, which
 leaves the section in flight room in an 8-minute slot). Each writes its results to ``OUT/gpu_check.jsonl`` as they
-come and refreshes ``OUT/gpu_check.json`` and ``OUT/gpu_check.png``, so a run cut short still reports. ``--dry-run`` runs every section's code on the CPU at
-tiny sizes for one step (the test suite does, so the command is known to work before a GPU is at hand); it skips the
-compiled sections, whose CPU compilation would take minutes.
+come and refreshes ``OUT/gpu_check.json``, ``.md`` (the README's tables) and ``.png``, so a run cut short still
+reports. ``--dry-run`` runs every section's code on the CPU at tiny sizes for one step (the test suite does, so the
+command is known to work before a GPU is at hand); it skips the compiled sections, whose CPU compilation would take
+minutes.
 """
 import argparse
 import importlib.util
