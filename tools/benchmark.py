@@ -6,6 +6,8 @@
     python tools/benchmark.py --device cuda --paper --precision bf16 [--compile] [--arch small]
     # whole segmentors at 512x512: UperNet + InceptionNeXt-T against mmseg's own UperNet + ConvNeXt-T
     python tools/benchmark.py --dense --batch-size 2 --train-batch-size 2
+    # Mask R-CNN + InceptionNeXt-T against mmdet's Mask R-CNN + ConvNeXt-T (needs mmcv's ops on that device)
+    python tools/benchmark.py --dense --task det --img-size 800 1216 --device cuda --precision fp16
     # the token mixer alone per stage shape: fused Triton kernel vs eager (vs torch.compile), and memory bandwidth
     python tools/benchmark.py --device cuda --mixer --precision bf16 --batch-size 128 --compile
 
@@ -47,8 +49,12 @@ TIMM_NAMES = dict(timm_incnext='inception_next_{arch}', convnext='convnext_{arch
 OURS = dict(ours=dict(), ours_deploy=dict(), ours_gemm=dict(fast_path='gemm'), ours_fused=dict(fused_mixer=True))
 DEFAULT_MODELS = ('ours', 'ours_deploy', 'timm_incnext', 'convnext', 'resnet50', 'swin_t')
 KNOWN_MODELS = tuple(OURS) + tuple(TIMM_NAMES)
-DENSE_CONFIGS = dict(ours='configs/upernet_incnext_t_ade20k.py',
-                     convnext='mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py')
+# --dense: whole models from their configs, ours against the upstream ConvNeXt-T config of the same recipe.
+DENSE_CONFIGS = dict(
+    seg=dict(ours='configs/upernet_incnext_t_ade20k.py',
+             convnext='mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py'),
+    det=dict(ours='configs/mask_rcnn_incnext_t_coco_3x_convnext_recipe.py',
+             convnext='mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py'))
 MEMORY_FORMATS = dict(nchw=torch.contiguous_format, channels_last=torch.channels_last)
 PRECISIONS = dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)
 # InceptionNeXt-T's four stages at 224x224 (channels, side): the mixer benchmark's shapes.
@@ -58,7 +64,7 @@ MIXER_STAGES = ((96, 56), (192, 28), (384, 14), (768, 7))
 def parse_args(argv: Optional[Sequence[str]] = None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--models', help=f'comma-separated, from {KNOWN_MODELS} (default: {",".join(DEFAULT_MODELS)}'
-                        f'; dense: {",".join(DENSE_CONFIGS)})')
+                        '; dense: ours,convnext)')
     parser.add_argument('--arch', default='tiny', help="arch of ours, timm's InceptionNeXt and ConvNeXt (default tiny)")
     parser.add_argument('--modes', default='infer,train', help='infer, train or both (default)')
     parser.add_argument('--batch-size', type=int, default=None, help='inference batch (default 16; --paper 128)')
@@ -79,7 +85,9 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     parser.add_argument('--rounds', type=int, default=None, help='timed rounds; the median is reported (default 5)')
     parser.add_argument('--steps', type=int, default=None, help='steps per timed round (default 1; CUDA 10)')
     parser.add_argument('--warmup', type=int, default=None, help='untimed steps per model first (default 1; CUDA 5)')
-    parser.add_argument('--dense', action='store_true', help='time whole UperNet segmentors (see DENSE_CONFIGS)')
+    parser.add_argument('--dense', action='store_true', help='time whole models from configs (see DENSE_CONFIGS)')
+    parser.add_argument('--task', choices=tuple(DENSE_CONFIGS), default='seg',
+                        help='--dense: UperNet segmentors (seg, default) or Mask R-CNN detectors (det)')
     parser.add_argument('--mixer', action='store_true',
                         help="time the token mixer alone at InceptionNeXt-T's stage shapes: fused, eager, compiled")
     parser.add_argument('--json', help='write the results here')
@@ -89,9 +97,9 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     cuda = args.device.startswith('cuda')
     if args.precision == 'amp':
         args.precision = 'fp16'
-    known = tuple(DENSE_CONFIGS) if args.dense else KNOWN_MODELS
+    known = tuple(DENSE_CONFIGS[args.task]) if args.dense else KNOWN_MODELS
     args.models = [m for m in args.models.split(',') if m] if args.models else list(
-        DENSE_CONFIGS if args.dense else DEFAULT_MODELS)
+        known if args.dense else DEFAULT_MODELS)
     args.modes = [m for m in args.modes.split(',') if m]
     unknown = [m for m in args.models if m not in known] + [m for m in args.modes if m not in ('infer', 'train')]
     if unknown:
@@ -169,16 +177,43 @@ def backbone_candidate(name: str, args) -> Candidate:
 def dense_candidate(name: str, args) -> Candidate:
     from mmengine.config import Config
     from mmengine.hub import get_config
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    import mmpretrain.models  # noqa: F401  (mmseg's ConvNeXt configs use mmpretrain.ConvNeXt)
+    import mmpretrain.models  # noqa: F401  (the upstream ConvNeXt configs use mmpretrain.ConvNeXt)
 
     from mmincnext.utils import build_model_from_config
 
-    img_size, batch_size = args.img_size, args.train_batch_size
-    path = DENSE_CONFIGS[name]
+    path = DENSE_CONFIGS[args.task][name]
     cfg = get_config(path) if '::' in path else Config.fromfile(Path(__file__).resolve().parents[1] / path)
     model = build_model_from_config(cfg)  # random weights: nothing to download or read
+    return (segmentor_candidate if args.task == 'seg' else detector_candidate)(name, model, args)
+
+
+def detector_candidate(name: str, model: nn.Module, args) -> Candidate:
+    """A Mask R-CNN: inference is ``predict`` (RPN, RoI heads, masks), training ``loss`` on mmdet's demo boxes and
+    masks (3 objects an image)."""
+    from mmdet.testing import demo_mm_inputs
+    data = demo_mm_inputs(batch_size=max(args.batch_size, args.train_batch_size), image_shapes=(3, *args.img_size),
+                          num_items=[3] * max(args.batch_size, args.train_batch_size), num_classes=80,
+                          with_mask=True)
+    samples = data['data_samples']
+    for sample in samples:  # what mmdet's data preprocessor adds for a batch of one size
+        sample.set_metainfo(dict(batch_input_shape=args.img_size, pad_shape=args.img_size))
+    samples = [sample.to(args.device) for sample in samples]
+
+    def forward(m, x):
+        return torch.stack([r.pred_instances.scores.sum() for r in m(x, samples[:len(x)], mode='predict')])
+
+    def loss(m, x):
+        parsed, _ = m.parse_losses(m(x, samples[:len(x)], mode='loss'))
+        return parsed
+
+    return Candidate(name, model, forward, loss)
+
+
+def segmentor_candidate(name: str, model: nn.Module, args) -> Candidate:
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    img_size, batch_size = args.img_size, args.train_batch_size
     num_classes = model.decode_head.num_classes
     gen = torch.Generator().manual_seed(0)
 
@@ -553,7 +588,8 @@ def describe_device(device: str) -> str:
 
 
 def describe(args) -> str:
-    what = 'mixer' if args.mixer else 'dense (UperNet)' if args.dense else \
+    dense = dict(seg='UperNet', det='Mask R-CNN')[args.task]
+    what = 'mixer' if args.mixer else f'dense ({dense})' if args.dense else \
         f'{"classifiers" if args.classifier else "backbones"} ({args.arch})'
     tf32 = '' if args.tf32 == 'keep' else f', TF32 {args.tf32}'
     return (f'{what} {args.img_size[0]}x{args.img_size[1]}, {args.precision}{tf32}'

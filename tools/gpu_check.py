@@ -5,8 +5,8 @@
 
 Needs a CUDA machine with torch, torchvision, timm, triton, numpy, pyyaml, matplotlib and pytest (a stock PyTorch
 image has them), plus the pure-Python wheels ``tools/gpu_check.sh`` installs: mmengine 0.10.7, mmcv-lite 2.1.0,
-addict, yapf, termcolor, platformdirs. mmseg (with a compiled mmcv) is optional: without it the dense section is
-recorded as skipped.
+addict, yapf, termcolor, platformdirs. mmseg and mmdet with mmcv's compiled ops are optional: without them the
+dense sections are recorded as skipped.
 
 Sections run in the order below, most important first; none starts after ``--budget-s`` (default 400 s, which
 leaves the section in flight room in an 8-minute slot). Each writes its results to ``OUT/gpu_check.jsonl`` as they
@@ -50,6 +50,8 @@ SECTIONS = [
     ('mixer_fp32', ['--mixer', '--batch-size', '128', '--tf32', 'on']),
     ('dense_upernet_fp16', ['--dense', '--precision', 'fp16', '--modes', 'train', '--train-batch-size', '8',
                             '--memory-format', 'nchw']),
+    ('dense_mask_rcnn_fp16', ['--dense', '--task', 'det', '--precision', 'fp16', '--modes', 'train',
+                              '--train-batch-size', '2', '--img-size', '800', '1216', '--memory-format', 'nchw']),
 ]
 TIMING = ['--warmup', '3', '--rounds', '3', '--steps', '10']
 DRY_RUN = ['--device', 'cpu', '--img-size', '64', '--batch-size', '2', '--train-batch-size', '2', '--warmup', '1',
@@ -81,6 +83,11 @@ def dry_run_args(section_args: list) -> list:
         argv += ['--arch', 'atto']
     if '--dense' in argv and '--precision' in argv:
         argv[argv.index('--precision') + 1] = 'fp32'
+    if '--img-size' in argv:  # DRY_RUN's size instead
+        i = j = argv.index('--img-size')
+        while j + 1 < len(argv) and argv[j + 1].isdigit():
+            j += 1
+        del argv[i:j + 1]
     return argv + DRY_RUN
 
 
@@ -194,8 +201,10 @@ def main(argv=None) -> dict:
         if args.dry_run and '--compile' in section_args:
             report['sections'][name] = dict(skipped='dry run: CPU compilation would take minutes')
             continue
-        if '--dense' in section_args and importlib.util.find_spec('mmseg') is None:
-            report['sections'][name] = dict(skipped='mmseg is not installed (it needs mmcv with its compiled ops)')
+        library = 'mmdet' if 'det' in section_args else 'mmseg'
+        if '--dense' in section_args and not (importlib.util.find_spec(library) and importlib.util.find_spec('mmcv')
+                                              and importlib.util.find_spec('mmcv._ext')):
+            report['sections'][name] = dict(skipped=f'needs {library} and mmcv with its compiled ops')
             continue
         argv_ = dry_run_args(section_args) if args.dry_run else section_args + ['--device', 'cuda'] + TIMING
         section_start = time.time()
