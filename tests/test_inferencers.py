@@ -263,5 +263,9 @@ def test_image_demo_lists_the_top_classes(cls_run, tmp_path):
     assert np.array_equal(panels['input'], enlarged(mmcv.imread(image_file, channel_order='rgb'), 8))
     assert panels['top-5'].shape[0] == 384
     ink = panels['top-5'].reshape(-1, 3)
-    assert (ink == demo.TRUTH).all(-1).any()  # the true class is named
+    # The true class is named in TRUTH's green. Its thin anti-aliased strokes are blends of that green and the white
+    # panel, and whether any pixel has the exact colour depends on OpenCV's rasteriser (5.0 yes, 4.12 no): count the
+    # green-dominant pixels instead (the bars are blue, the other text black).
+    r, g, b = ink.astype(int).T
+    assert ((g - r > 40) & (g - b > 20)).sum() >= 20
     assert (ink == demo.BAR).all(-1).sum() >= 4 * 5  # the score bars of (at least) the four other classes
