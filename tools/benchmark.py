@@ -101,6 +101,7 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     args.models = [m for m in args.models.split(',') if m] if args.models else list(
         known if args.dense else DEFAULT_MODELS)
     args.modes = [m for m in args.modes.split(',') if m]
+    args.memory_formats = list(MEMORY_FORMATS) if args.memory_format == 'both' else [args.memory_format]
     unknown = [m for m in args.models if m not in known] + [m for m in args.modes if m not in ('infer', 'train')]
     if unknown:
         parser.error(f'unknown model or mode {unknown}; models are {known}, modes infer/train')
@@ -191,8 +192,8 @@ def detector_candidate(name: str, model: nn.Module, args) -> Candidate:
     """A Mask R-CNN: inference is ``predict`` (RPN, RoI heads, masks), training ``loss`` on mmdet's demo boxes and
     masks (3 objects an image)."""
     from mmdet.testing import demo_mm_inputs
-    data = demo_mm_inputs(batch_size=max(args.batch_size, args.train_batch_size), image_shapes=(3, *args.img_size),
-                          num_items=[3] * max(args.batch_size, args.train_batch_size), num_classes=80,
+    n = max(args.batch_size, args.train_batch_size)
+    data = demo_mm_inputs(batch_size=n, image_shapes=(3, *args.img_size), num_items=[3] * n, num_classes=80,
                           with_mask=True)
     samples = data['data_samples']
     for sample in samples:  # what mmdet's data preprocessor adds for a batch of one size
@@ -394,6 +395,11 @@ def finish(entry: dict, args, flags: dict) -> dict:
         # On CPU the profiler does not see what inductor-compiled code allocates: no figure rather than a wrong one.
         peak_mem_mb=None if args.compile and args.device == 'cpu' else peak_memory_mb(entry['step'], args.device),
         rel_err_vs_fp32=precision_error(entry['cand'], entry['module'], entry['mode'], entry['x'], args))
+    return record(result, args)
+
+
+def record(result: dict, args) -> dict:
+    """Append ``result`` to ``--jsonl`` at once (a run cut short keeps it) and return it."""
     if args.jsonl:
         Path(args.jsonl).parent.mkdir(parents=True, exist_ok=True)
         with open(args.jsonl, 'a') as f:
@@ -410,7 +416,7 @@ def run(args) -> List[dict]:
 
 
 def run_with_flags(args, flags: dict) -> List[dict]:
-    formats = list(MEMORY_FORMATS) if args.memory_format == 'both' else [args.memory_format]
+    formats = args.memory_formats
     results = []
     if args.device.startswith('cuda'):
         # A dedicated device: one entry after another, each recorded as soon as it is measured, its memory freed.
@@ -469,7 +475,7 @@ def run_mixer_with_flags(args, flags: dict) -> List[dict]:
     from mmincnext.ops import fused_inception_dwconv_available
     dtype = PRECISIONS[args.precision] or torch.float32
     bandwidth = copy_bandwidth_gbs(args.device)
-    formats = list(MEMORY_FORMATS) if args.memory_format == 'both' else [args.memory_format]
+    formats = args.memory_formats
     results = []
     for channels, side in MIXER_STAGES:
         side = max(1, side * args.img_size[0] // 224)
@@ -503,10 +509,7 @@ def run_mixer_with_flags(args, flags: dict) -> List[dict]:
                                   gb_per_s=nbytes / seconds / 1e9, copy_gb_per_s=bandwidth,
                                   bandwidth_fraction=nbytes / seconds / 1e9 / bandwidth if bandwidth else None,
                                   **flags)
-                    if args.jsonl:
-                        with open(args.jsonl, 'a') as f:
-                            f.write(json.dumps(result) + '\n')
-                    results.append(result)
+                    results.append(record(result, args))
     return results
 
 
