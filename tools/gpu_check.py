@@ -109,7 +109,7 @@ def machine() -> dict:
     return info
 
 
-def run_tests(out: Path, dry_run: bool) -> dict:
+def run_tests(out: Path) -> dict:
     """The CUDA cases of the numerics and fused-mixer tests (``-k cuda``; on the CPU all of them skip)."""
     start = time.time()
     cmd = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k', 'cuda', '-o', 'addopts=',
@@ -188,7 +188,7 @@ def main(argv=None) -> dict:
         raise SystemExit('gpu_check: no CUDA device (torch.cuda.is_available() is False); --dry-run checks on CPU')
     wanted = set(args.sections.split(',')) if args.sections else None
     if not args.no_tests and (wanted is None or 'tests' in wanted):
-        report['sections']['tests'] = run_tests(out, args.dry_run)
+        report['sections']['tests'] = run_tests(out)
         print(f'[gpu_check] tests: {report["sections"]["tests"]["summary"]}', flush=True)
         save()
     for name, section_args in SECTIONS:
