@@ -7,10 +7,9 @@ import pytest
 import torch
 from conftest import relative_error
 from test_reliability import demo_child_config
+from test_speed import TINY
 
 from mmincnext.models import InceptionNeXt
-
-TINY = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), band_kernel_size=5, branch_ratio=0.25)
 
 
 def test_backbone_compiles_fullgraph_and_equals_eager():
