@@ -1,4 +1,7 @@
-"""Upstream OpenMMLab and the OneDL forks: one import name, two distributions.
+"""What differs between the environments mmincnext supports, in one place: the OpenMMLab family (upstream or OneDL)
+and the PyTorch and numpy versions (torch 2.1 to the newest, numpy 1.x and 2.x).
+
+Upstream OpenMMLab and the OneDL forks: one import name, two distributions.
 
 OpenMMLab's libraries come from two families that install the same modules under different distribution names:
 
@@ -17,6 +20,10 @@ extras pick a family, and this module checks the import names and bridges what m
 """
 import importlib.metadata
 import importlib.util
+import re
+from typing import Tuple
+
+import torch
 
 # import name -> (upstream distribution, OneDL distribution, the extras that bring it: upstream, OneDL)
 DISTRIBUTIONS = {
@@ -79,3 +86,64 @@ def find_config_bases_by_module() -> list:
             config_utils.MODULE2PACKAGE[module] = module  # the same dict as PKG2PROJECT and the registry's import
             remapped.append(module)
     return remapped
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# PyTorch versions. Each feature that needs a newer torch than the oldest supported one (MIN_TORCH) is named here once,
+# with the version that brought it; callers test the flag (or call the wrapper) instead of probing torch themselves.
+# ---------------------------------------------------------------------------------------------------------------------
+MIN_TORCH = (2, 1)
+
+
+def _version_tuple(version: str) -> Tuple[int, int]:
+    """``'2.4.1+cu121'`` -> ``(2, 4)``."""
+    match = re.match(r'(\d+)\.(\d+)', version)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+TORCH_VERSION = _version_tuple(torch.__version__)
+
+
+def torch_at_least(major: int, minor: int) -> bool:
+    return TORCH_VERSION >= (major, minor)
+
+
+# torch.autocast('cpu', dtype=torch.float16): CPU float16 autocast (2.1 takes bfloat16 only).
+CPU_FP16_AUTOCAST = torch_at_least(2, 2)
+# torch.serialization.safe_globals with (object, 'module.name') entries: the weights-only allow-list as a context.
+SAFE_GLOBALS_CONTEXT = torch_at_least(2, 6)
+# torch.library.triton_op / wrap_triton: a Triton kernel as a torch op (autograd, autocast, torch.compile).
+TRITON_OP = torch_at_least(2, 6)
+# wrap_triton accepts kernels built by Triton's CPU interpreter (TRITON_INTERPRET=1); 2.11 and 2.12 reject them.
+WRAP_TRITON_RUNS_INTERPRETED = torch_at_least(2, 13)
+
+
+def require_torch(major: int, minor: int, feature: str) -> None:
+    """Raise a RuntimeError naming ``feature`` and the torch it needs, where this torch is older."""
+    if not torch_at_least(major, minor):
+        raise RuntimeError(f'{feature} needs torch >= {major}.{minor}; this environment has torch {torch.__version__}')
+
+
+def is_autocast_enabled(device_type: str) -> bool:
+    """``torch.is_autocast_enabled(device_type)`` (torch >= 2.4; before: no argument meant CUDA)."""
+    if torch_at_least(2, 4):
+        return torch.is_autocast_enabled(device_type)
+    if device_type == 'cpu':
+        return torch.is_autocast_cpu_enabled()
+    return device_type == 'cuda' and torch.is_autocast_enabled()
+
+
+def get_autocast_dtype(device_type: str) -> torch.dtype:
+    """``torch.get_autocast_dtype(device_type)`` (torch >= 2.4)."""
+    if torch_at_least(2, 4):
+        return torch.get_autocast_dtype(device_type)
+    return torch.get_autocast_cpu_dtype() if device_type == 'cpu' else torch.get_autocast_gpu_dtype()
+
+
+def grad_scaler(device_type: str):
+    """A float16 loss scaler for ``device_type``: ``torch.amp.GradScaler(device)`` (torch >= 2.3), else CUDA's."""
+    if torch_at_least(2, 3):
+        return torch.amp.GradScaler(device_type)
+    if device_type != 'cuda':
+        require_torch(2, 3, f'A GradScaler on {device_type!r}')
+    return torch.cuda.amp.GradScaler()

@@ -19,6 +19,7 @@ from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...checkpoint import load_pretrained
+from ...compat import is_autocast_enabled
 
 
 def is_norm_foldable(norm: nn.Module) -> bool:
@@ -119,7 +120,7 @@ def folds_layer_scale(x: torch.Tensor) -> bool:
     """Whether the layer scale may be folded into fc2's weight for a forward on ``x``: only when everything runs in
     float32 (or float64). Under autocast the product W * gamma is cast to the half type, where float16 loses it
     (0.02 x 1e-6 is below its smallest subnormal, 6e-8) and where timm's ``branch * gamma`` returns float32."""
-    return not torch.is_autocast_enabled(x.device.type) and x.dtype in (torch.float32, torch.float64)
+    return not is_autocast_enabled(x.device.type) and x.dtype in (torch.float32, torch.float64)
 
 
 class ConvMlp(nn.Module):
