@@ -339,10 +339,10 @@ BIG_LAYOUTS = {
 @pytest.mark.parametrize('layout', BIG_LAYOUTS.values(), ids=BIG_LAYOUTS.keys())
 def test_offsets_past_2_31(device, layout):
     """The kernels (forward with its saved conv input, grad_input, weight gradients) address elements more than 2^31
-    elements past a tensor's start: small tensors laid out in a 4 GiB buffer (virtual memory; only the pages the
-    kernels touch become real) with strides that put their last channel (row, column) past 2^31, against the same
-    tensors dense. With 32-bit offsets those addresses wrap below the buffer (wrong values, or a crash). A real image of
-    2^31 elements would take the interpreter hours; the CUDA variant below runs one."""
+    elements past a tensor's start: small fp16 tensors (convs in bf16) laid out in a 4 GiB buffer (virtual memory;
+    only the pages the kernels touch become real) with strides that put their last channel (row, column) past 2^31,
+    against the exact results. With 32-bit offsets those addresses wrap below the buffer (wrong values, or a crash).
+    A real image of 2^31 elements would take the interpreter hours; the CUDA variant below runs one."""
     (channels, h, w), strides = layout
     shape, dtype, conv_dtype, g = (1, channels, h, w), torch.float16, torch.bfloat16, 1
     c_id = channels - 3 * g
@@ -360,24 +360,24 @@ def test_offsets_past_2_31(device, layout):
     big_saved = buffer.view(conv_dtype).as_strided((1, 3 * g, h, w), strides, 64)
     big_x.copy_(x)
     big_dy.copy_(grad)
-    dense_y, dense_dx = torch.empty_like(x), torch.empty_like(x)
-    dense_saved = torch.empty(1, 3 * g, h, w, dtype=conv_dtype)
-    config = (1, 2, 4, 1)  # (BLOCK_C, BLOCK_H, BLOCK_W, num_warps): the same tiles (and sums) both ways
+    mixer_ops._launch_mixer(big_x, big_y, big_saved, *params, conv_dtype, False, (1, 2, 4, 1))
+    mixer_ops._launch_mixer(big_dy, big_dx, None, *params, conv_dtype, True, (1, 2, 4, 1))
+    big_grads = mixer_ops._launch_param_grads(big_x[:, c_id:], big_dy[:, c_id:], g, 3, 5, conv_dtype, (1, 2, 4, 1))
 
-    mixer_ops._launch_mixer(big_x, big_y, big_saved, *params, conv_dtype, False, config)
-    mixer_ops._launch_mixer(x, dense_y, dense_saved, *params, conv_dtype, False, config)
-    assert torch.equal(big_y, dense_y) and torch.equal(big_saved, dense_saved)
-    assert torch.equal(dense_saved, x[:, c_id:].to(conv_dtype))
-    mixer_ops._launch_mixer(big_dy, big_dx, None, *params, conv_dtype, True, config)
-    mixer_ops._launch_mixer(grad, dense_dx, None, *params, conv_dtype, True, config)
-    assert torch.equal(big_dx, dense_dx)
-    big_grads = mixer_ops._launch_param_grads(big_x[:, c_id:], big_dy[:, c_id:], g, 3, 5, conv_dtype, config)
-    dense_grads = mixer_ops._launch_param_grads(x[:, c_id:], grad[:, c_id:], g, 3, 5, conv_dtype, config)
-    for big, dense in zip(big_grads, dense_grads):
-        assert torch.equal(big, dense)
-    # And the dense results are the mixer's (the other tests check the kernels further).
-    exact = inception_dwconv_reference(x.to(conv_dtype).double(), *[p.to(conv_dtype).double() for p in params])
-    assert_close(dense_y, exact, 2 ** -7, 'y')
+    exact_inputs = [x.to(conv_dtype).double()] + [p.to(conv_dtype).double() for p in params]
+    exact_y, exact_grads, _ = run(inception_dwconv_reference, exact_inputs, grad.to(conv_dtype).double())
+    abs_y, abs_grads, _ = run(inception_dwconv_reference, [t.abs() for t in exact_inputs],
+                              grad.to(conv_dtype).double().abs())
+    bound = 10 * 2.0 ** -24  # each output sums at most 9 taps and a bias
+    assert torch.equal(big_y[:, :c_id], x[:, :c_id]) and torch.equal(big_dx[:, :c_id], grad[:, :c_id])
+    assert_rounded_once(big_y[:, c_id:], exact_y[:, c_id:], bound * abs_y[:, c_id:], conv_dtype, 'y')
+    assert_rounded_once(big_dx[:, c_id:], exact_grads[0][:, c_id:], bound * abs_grads[0][:, c_id:], conv_dtype,
+                        'grad x')
+    assert torch.equal(big_saved, x[:, c_id:].to(conv_dtype))
+    gw_hw, gw_w, gw_h, gb = big_grads  # fp32 sums, (taps, g) and (3, g)
+    for name, grad_p, exact in zip(GRAD_NAMES[1:], (gw_hw.t(), gb[0], gw_w.t(), gb[1], gw_h.t(), gb[2]),
+                                   exact_grads[1:]):
+        assert_close(grad_p.reshape(exact.shape), exact, TOL[torch.float32], f'grad {name}')
 
 
 def check_last_rows(device, channels, k, ratio, size, rows, channels_last, dtype=torch.bfloat16):
@@ -504,7 +504,8 @@ def test_cpu_cases_run_in_a_subprocess():
 def test_kernels_compile_for_sm90_without_spills():
     """The interpreter runs the kernels as Python and checks none of Triton's typing rules, so compile them here,
     without a GPU, the whole way to an H100/H200 (sm_90) binary with the default tiles, as a launch on the GPU would
-    (unit strides specialised), and check that no registers spill to local memory."""
+    (unit strides specialised), and check that no registers spill to local memory and that three programs of 4 warps
+    fit on an SM (at most 168 registers a thread: the occupancy the tiles are sized for)."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     import inspect
@@ -527,6 +528,7 @@ def test_kernels_compile_for_sm90_without_spills():
                 f.flush()
                 usage = subprocess.run([cuobjdump, '-res-usage', f.name], capture_output=True, text=True).stdout
             assert re.search(r'STACK:0\b', usage) and re.search(r'LOCAL:0\b', usage), usage
+            assert int(re.search(r'REG:(\d+)', usage).group(1)) <= 65536 // (3 * 4 * 32), usage
 
     # (layout, H=W, g, dtype, conv dtype (0 fp32, 1 fp16, 2 bf16), transposed): tiny's stage 1 and 4, both layouts,
     # all three dtypes; the fp32 ones as under bf16 autocast in training (rounding, saving the conv input).
@@ -536,7 +538,7 @@ def test_kernels_compile_for_sm90_without_spills():
                                                            (False, 56, 12, '*fp32', 2, False)]:
         block_c, block_h, block_w, _ = mixer_ops._tile_config(channels_last, size, size, g)
         unit = 'c' if channels_last else 'w'
-        meta = dict(S=3, K=11, CONV=conv, BLOCK_C=block_c, BLOCK_H=block_h, BLOCK_W=block_w)
+        meta = dict(S=3, K=11, CONV=conv, WIDE_COLUMNS=False, BLOCK_C=block_c, BLOCK_H=block_h, BLOCK_W=block_w)
         rounds = dtype == '*fp32' and conv != 0
         save = rounds and not transposed
         compile_kernel(mixer_ops._inception_dwconv_kernel,

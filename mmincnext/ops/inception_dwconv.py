@@ -189,8 +189,8 @@ def _tile_config(channels_last: bool, h: int, w: int, g: int) -> Tuple[int, int,
     """(BLOCK_C, BLOCK_H, BLOCK_W, num_warps) for a layout and size.
 
     1024 elements per program at 4 warps: 8 per thread (one 16-byte vector of bf16 along the unit-stride axis), each
-    tap's load issued for all of them. Compiled for sm_90 (bf16, k=11) that stays under 168 registers with no spills
-    (3 programs per SM); 2048 elements needed ~250 and spilled. The unit-stride axis gets the wide side of the tile so
+    tap's load issued for all of them. Compiled for sm_90 (k=11, Triton 3.4 to 3.8) that is 128-150 registers with
+    no spills, 3 programs per SM (168 registers at most); 2048 elements needed ~250 and spilled. The unit-stride axis gets the wide side of the tile so
     loads coalesce: W (up to 64) for NCHW, C (up to 64 channels) for channels-last. Tiles never exceed the tensor
     (late stages, odd sizes), and channel blocks are capped at the branch width g, so few lanes idle.
     """
@@ -269,6 +269,13 @@ if _KERNELS:
         return v.to(dtype)
 
     @triton.jit
+    def _column_offsets(ww, stride_w, WIDE: tl.constexpr):
+        """``ww * stride_w``, in 64 bits where WIDE."""
+        if WIDE:
+            ww = ww.to(tl.int64)
+        return ww * stride_w
+
+    @triton.jit
     def _locate(pid_sp, pid_c, C_ID, G, n_h_tiles, n_w_tiles, n_id_blocks, n_g_blocks, BLOCK_C: tl.constexpr,
                 BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
         """The tile a program owns. Axis 0: (n, row tile, column tile), columns fastest, so programs that run
@@ -291,16 +298,16 @@ if _KERNELS:
         return n.to(tl.int64), branch, c_start, c_end, offs_c, offs_h, offs_w
 
     @triton.jit
-    def _dw_conv(src, w_ptr, b_ptr, save, c_ok, h, w, H, W, stride_h, stride_w, save_stride_h, save_stride_w,
-                 KH: tl.constexpr, KW: tl.constexpr, TRANSPOSED: tl.constexpr, CONV: tl.constexpr,
-                 ROUND_SRC: tl.constexpr, SAVE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
-                 BLOCK_W: tl.constexpr):
+    def _dw_conv(src, w_ptr, b_ptr, c_ok, h, w, H, W, stride_h, stride_w, KH: tl.constexpr, KW: tl.constexpr,
+                 TRANSPOSED: tl.constexpr, CONV: tl.constexpr, ROUND_SRC: tl.constexpr, WIDE_COLUMNS: tl.constexpr,
+                 BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
         """One depthwise KH x KW conv (zero padding KH//2, KW//2) over the tile in the conv dtype (fp32 sums).
         ``src`` points at each channel's plane, ``w_ptr``/``b_ptr`` at each channel's taps/bias. The shifted loads
         re-read the tile's neighbourhood from L1/L2; DRAM sees each input element about once. ROUND_SRC rounds the
-        loaded values to the conv dtype (x in another dtype); SAVE stores them there too (the centre tap is the tile
-        itself) at ``save`` (each channel's plane, its own strides). TRANSPOSED mirrors the taps and drops the bias:
-        the input gradient of this conv. Offsets are 64-bit (indices widened before multiplying by a stride)."""
+        loaded values to the conv dtype (x in another dtype). TRANSPOSED mirrors the taps and drops the bias: the
+        input gradient of this conv. Offsets are 64-bit (indices widened before multiplying by a stride), but for
+        each tap's column offset: 32-bit unless WIDE_COLUMNS (one row spans 2^31 elements), as 64 bits there cost
+        ~30 registers on sm_90 with some Triton versions."""
         acc = tl.zeros((BLOCK_C, BLOCK_H, BLOCK_W), tl.float32)
         for i in tl.static_range(KH):
             if TRANSPOSED:
@@ -314,14 +321,10 @@ if _KERNELS:
                     ww = w + (KW // 2 - j)
                 else:
                     ww = w + (j - KW // 2)
-                ok = row_ok & (ww >= 0) & (ww < W)
-                v = _to_f32(tl.load(row + ww.to(tl.int64) * stride_w, mask=ok, other=0.))
+                v = _to_f32(tl.load(row + _column_offsets(ww, stride_w, WIDE_COLUMNS),
+                                    mask=row_ok & (ww >= 0) & (ww < W), other=0.))
                 if ROUND_SRC:
                     v = _round(v, CONV)
-                if SAVE:
-                    if i == KH // 2 and j == KW // 2:
-                        tl.store(save + h.to(tl.int64) * save_stride_h + w.to(tl.int64) * save_stride_w,
-                                 _cast(v, save.dtype.element_ty), mask=ok)
                 tap = _round(_to_f32(tl.load(w_ptr + (i * KW + j), mask=c_ok, other=0.)), CONV)
                 acc += v * tap
         if not TRANSPOSED:
@@ -333,8 +336,8 @@ if _KERNELS:
                                  H, W, C_ID, G, stride_n, stride_c, stride_h, stride_w, save_stride_n, save_stride_c,
                                  save_stride_h, save_stride_w, n_h_tiles, n_w_tiles, n_id_blocks, n_g_blocks,
                                  S: tl.constexpr, K: tl.constexpr, TRANSPOSED: tl.constexpr, CONV: tl.constexpr,
-                                 ROUND_SRC: tl.constexpr, SAVE: tl.constexpr, BLOCK_C: tl.constexpr,
-                                 BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+                                 ROUND_SRC: tl.constexpr, SAVE: tl.constexpr, WIDE_COLUMNS: tl.constexpr,
+                                 BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
         """Forward (src = x, dst = y) or, with TRANSPOSED, grad_input (src = grad_y, dst = grad_x). ``src`` and
         ``dst`` share the strides. With SAVE, the conv channels' inputs in the conv dtype go to ``save`` (channels
         C_ID.. of x as its channels 0.., its own strides)."""
@@ -347,31 +350,31 @@ if _KERNELS:
         c_ok = c < c_end
         in_tile = c_ok & (h < H) & (w < W)
         plane = n * stride_n + c.to(tl.int64) * stride_c  # each channel's (H, W) plane
-        dst = dst_ptr + plane + h.to(tl.int64) * stride_h + w.to(tl.int64) * stride_w
+        tile = plane + h.to(tl.int64) * stride_h + w.to(tl.int64) * stride_w
         if branch == 0:
             # Identity channels: a copy (a cast too, where autocast promotes the output or out_dtype asks).
-            v = tl.load(src_ptr + plane + h.to(tl.int64) * stride_h + w.to(tl.int64) * stride_w, mask=in_tile)
-            tl.store(dst, _cast(v, dst_ptr.dtype.element_ty), mask=in_tile)
+            v = tl.load(src_ptr + tile, mask=in_tile)
+            tl.store(dst_ptr + tile, _cast(v, dst_ptr.dtype.element_ty), mask=in_tile)
         else:
+            if SAVE:  # before the conv, while few registers are live (the conv re-reads the tile from L1)
+                save = (save_ptr + n * save_stride_n + (c - C_ID).to(tl.int64) * save_stride_c +
+                        h.to(tl.int64) * save_stride_h + w.to(tl.int64) * save_stride_w)
+                tl.store(save, _cast(tl.load(src_ptr + tile, mask=in_tile), save_ptr.dtype.element_ty), mask=in_tile)
             cg = c - c_start  # channel index in the branch's weights
-            save = save_ptr + n * save_stride_n + (c - C_ID).to(tl.int64) * save_stride_c
             if branch == 1:
-                acc = _dw_conv(src_ptr + plane, w_hw_ptr + cg * (S * S), b_hw_ptr + cg, save, c_ok, h, w, H, W,
-                               stride_h, stride_w, save_stride_h, save_stride_w, S, S, TRANSPOSED, CONV, ROUND_SRC,
-                               SAVE, BLOCK_C, BLOCK_H, BLOCK_W)
+                acc = _dw_conv(src_ptr + plane, w_hw_ptr + cg * (S * S), b_hw_ptr + cg, c_ok, h, w, H, W, stride_h,
+                               stride_w, S, S, TRANSPOSED, CONV, ROUND_SRC, WIDE_COLUMNS, BLOCK_C, BLOCK_H, BLOCK_W)
             elif branch == 2:
-                acc = _dw_conv(src_ptr + plane, w_w_ptr + cg * K, b_w_ptr + cg, save, c_ok, h, w, H, W, stride_h,
-                               stride_w, save_stride_h, save_stride_w, 1, K, TRANSPOSED, CONV, ROUND_SRC, SAVE,
-                               BLOCK_C, BLOCK_H, BLOCK_W)
+                acc = _dw_conv(src_ptr + plane, w_w_ptr + cg * K, b_w_ptr + cg, c_ok, h, w, H, W, stride_h, stride_w,
+                               1, K, TRANSPOSED, CONV, ROUND_SRC, WIDE_COLUMNS, BLOCK_C, BLOCK_H, BLOCK_W)
             else:
-                acc = _dw_conv(src_ptr + plane, w_h_ptr + cg * K, b_h_ptr + cg, save, c_ok, h, w, H, W, stride_h,
-                               stride_w, save_stride_h, save_stride_w, K, 1, TRANSPOSED, CONV, ROUND_SRC, SAVE,
-                               BLOCK_C, BLOCK_H, BLOCK_W)
-            tl.store(dst, _cast(acc, dst_ptr.dtype.element_ty), mask=in_tile)
+                acc = _dw_conv(src_ptr + plane, w_h_ptr + cg * K, b_h_ptr + cg, c_ok, h, w, H, W, stride_h, stride_w,
+                               K, 1, TRANSPOSED, CONV, ROUND_SRC, WIDE_COLUMNS, BLOCK_C, BLOCK_H, BLOCK_W)
+            tl.store(dst_ptr + tile, _cast(acc, dst_ptr.dtype.element_ty), mask=in_tile)
 
     @triton.jit
     def _wgrad_taps(x_plane, dy, part_ptr, G, c_ok, c1_ok, h, w, H, W, stride_h, stride_w, KH: tl.constexpr,
-                    KW: tl.constexpr, CONV: tl.constexpr, ROUND_X: tl.constexpr):
+                    KW: tl.constexpr, CONV: tl.constexpr, ROUND_X: tl.constexpr, WIDE_COLUMNS: tl.constexpr):
         """grad_w[c, i, j] partial over the tile: sum of grad_y * x shifted by the tap; stored at part_ptr + tap*G."""
         for i in tl.static_range(KH):
             hh = h + (i - KH // 2)
@@ -379,7 +382,8 @@ if _KERNELS:
             row_ok = c_ok & (hh >= 0) & (hh < H)
             for j in tl.static_range(KW):
                 ww = w + (j - KW // 2)
-                v = _to_f32(tl.load(row + ww.to(tl.int64) * stride_w, mask=row_ok & (ww >= 0) & (ww < W), other=0.))
+                v = _to_f32(tl.load(row + _column_offsets(ww, stride_w, WIDE_COLUMNS),
+                                    mask=row_ok & (ww >= 0) & (ww < W), other=0.))
                 if ROUND_X:
                     v = _round(v, CONV)
                 tl.store(part_ptr + (i * KW + j) * G, tl.sum(tl.sum(dy * v, axis=2), axis=1), mask=c1_ok)
@@ -389,8 +393,8 @@ if _KERNELS:
                                        x_stride_n, x_stride_c, x_stride_h, x_stride_w, dy_stride_n, dy_stride_c,
                                        dy_stride_h, dy_stride_w, n_h_tiles, n_w_tiles, n_g_blocks, S: tl.constexpr,
                                        K: tl.constexpr, CONV: tl.constexpr, ROUND_X: tl.constexpr,
-                                       ROUND_DY: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
-                                       BLOCK_W: tl.constexpr):
+                                       ROUND_DY: tl.constexpr, WIDE_COLUMNS: tl.constexpr, BLOCK_C: tl.constexpr,
+                                       BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
         """Weight and bias gradients of the conv branches, fp32 partial sums per spatial tile (program axis 0 = row
         of the partial buffers: part_hw (P, S*S, G), part_w/part_h (P, K, G), part_b (P, 3, G)). ``x`` and ``dy``
         hold the conv branches' 3G channels only, each with its own strides; ROUND_X/ROUND_DY round their values to
@@ -415,13 +419,17 @@ if _KERNELS:
         x_plane = x_ptr + n * x_stride_n + c64 * x_stride_c
         if branch == 1:
             _wgrad_taps(x_plane, dy, part_hw_ptr + pid64 * (S * S) * G + cg1, G, c_ok, c1_ok, h, w, H, W,
-                        x_stride_h, x_stride_w, S, S, CONV, ROUND_X)
+                        x_stride_h, x_stride_w, S, S, CONV, ROUND_X, WIDE_COLUMNS)
         elif branch == 2:
             _wgrad_taps(x_plane, dy, part_w_ptr + pid64 * K * G + cg1, G, c_ok, c1_ok, h, w, H, W, x_stride_h,
-                        x_stride_w, 1, K, CONV, ROUND_X)
+                        x_stride_w, 1, K, CONV, ROUND_X, WIDE_COLUMNS)
         else:
             _wgrad_taps(x_plane, dy, part_h_ptr + pid64 * K * G + cg1, G, c_ok, c1_ok, h, w, H, W, x_stride_h,
-                        x_stride_w, K, 1, CONV, ROUND_X)
+                        x_stride_w, K, 1, CONV, ROUND_X, WIDE_COLUMNS)
+
+    def _wide_columns(t: Tensor) -> bool:
+        """Whether a column offset within one row of ``t`` can pass 2^31 (one row spanning 2^31 elements)."""
+        return (t.shape[3] - 1) * t.stride(3) >= 2 ** 31
 
     def _grid_args(shape, c_id: int, g: int, block_c: int, block_h: int, block_w: int):
         n, _, h, w = shape
@@ -450,7 +458,7 @@ if _KERNELS:
                 b_hw.contiguous(), w_w, b_w.contiguous(), w_h, b_h.contiguous(), h, w, c_id, g, *src.stride(),
                 *save_args[1:], n_h_tiles, n_w_tiles, n_id_blocks, n_g_blocks, S=s, K=k, TRANSPOSED=transposed,
                 CONV=_CONV_MODES[conv_dtype], ROUND_SRC=src.dtype != conv_dtype, SAVE=save is not None,
-                BLOCK_C=block_c, BLOCK_H=block_h, BLOCK_W=block_w, num_warps=num_warps)
+                WIDE_COLUMNS=_wide_columns(src), BLOCK_C=block_c, BLOCK_H=block_h, BLOCK_W=block_w, num_warps=num_warps)
 
     def _launch_param_grads(x_conv: Tensor, dy_conv: Tensor, g: int, s: int, k: int, conv_dtype: torch.dtype,
                             config: Optional[Tuple[int, int, int, int]] = None) -> Tuple[Tensor, ...]:
@@ -467,8 +475,8 @@ if _KERNELS:
             _launch(_inception_dwconv_wgrad_kernel, (n_sp, 3 * n_g_blocks), x_conv, dy_conv, part_hw, part_w, part_h,
                     part_b, h, w, g, *x_conv.stride(), *dy_conv.stride(), n_h_tiles, n_w_tiles, n_g_blocks, S=s, K=k,
                     CONV=_CONV_MODES[conv_dtype], ROUND_X=x_conv.dtype != conv_dtype,
-                    ROUND_DY=dy_conv.dtype != conv_dtype, BLOCK_C=block_c, BLOCK_H=block_h, BLOCK_W=block_w,
-                    num_warps=num_warps)
+                    ROUND_DY=dy_conv.dtype != conv_dtype, WIDE_COLUMNS=_wide_columns(x_conv), BLOCK_C=block_c,
+                    BLOCK_H=block_h, BLOCK_W=block_w, num_warps=num_warps)
         return part_hw.sum(0), part_w.sum(0), part_h.sum(0), part_b.sum(0)
 
     def _to_param(grad32: Tensor, param: Tensor, conv_dtype: torch.dtype) -> Tensor:
