@@ -8,6 +8,7 @@
 ``--help`` explains every argument and how the timing is done; the library is :mod:`mmincnext.benchmark`.
 """
 from mmincnext.benchmark.cli import benchmark_main as main
+from mmincnext.benchmark.cli import parse_args  # noqa: F401  (the arguments, for checks of documented commands)
 
 if __name__ == '__main__':
     main()

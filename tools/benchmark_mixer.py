@@ -6,6 +6,7 @@ bytes any implementation must move.
 ``--help`` explains every argument; the library is :mod:`mmincnext.benchmark.mixer`.
 """
 from mmincnext.benchmark.cli import mixer_main as main
+from mmincnext.benchmark.cli import parse_mixer_args as parse_args  # noqa: F401  (for checks of documented commands)
 
 if __name__ == '__main__':
     main()
