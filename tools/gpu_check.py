@@ -58,6 +58,7 @@ from mmincnext.benchmark.profiles import PROFILE_BLOCKS, PROFILE_VARIANTS, profi
 from mmincnext.benchmark.records import error_text  # noqa: E402
 from mmincnext.benchmark.report import mode_panels  # noqa: E402
 from mmincnext.benchmark.runner import run_models  # noqa: E402
+from mmincnext.benchmark.timing import precision_flags  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,11 +81,12 @@ class Section(NamedTuple):
 
 # Most decisive first. The paper's protocol (--paper: batch 128, 224x224, classifiers with cross-entropy,
 # cudnn.benchmark, TF32 on) under bf16 AMP, then where a block's time goes, the mixer as the network feeds it, TF32
-# and fp16, compiled, S/B, the mixer in plain dtypes, the paper's other architectures, UperNet and Mask R-CNN.
+# and fp16, compiled, S/B, the mixer compiled and in plain dtypes, the paper's other architectures, UperNet and
+# Mask R-CNN.
 SECTIONS = [
     Section('bf16_t', 'models', ['--paper', '--precision', 'bf16', '--models', T_MODELS], 20),
-    Section('profiles_bf16', 'profiles', ['--precision', 'bf16', '--batch-size', '128', '--memory-format',
-                                          'channels_last'], 30),
+    Section('profiles_bf16', 'profiles', ['--precision', 'bf16', '--tf32', 'on', '--batch-size', '128',
+                                          '--memory-format', 'channels_last'], 30),
     Section('mixer_bf16_amp', 'mixer', ['--precision', 'bf16', '--amp', '--batch-size', '128'], 20),
     Section('tf32_t', 'models', ['--paper', '--models', T_MODELS], 20),
     Section('fp16_t', 'models', ['--paper', '--precision', 'fp16', '--models', T_MODELS], 20),
@@ -95,6 +97,7 @@ SECTIONS = [
     Section('mixer_bf16_compiled', 'mixer', ['--precision', 'bf16', '--amp', '--batch-size', '128', '--compile',
                                              '--memory-format', 'channels_last'], 90),
     Section('mixer_fp32', 'mixer', ['--batch-size', '128', '--tf32', 'on'], 20),
+    Section('mixer_bf16', 'mixer', ['--precision', 'bf16', '--batch-size', '128'], 20),  # all bf16: the narrowest
     Section('paper_configs_bf16', 'models', ['--precision', 'bf16', '--tf32', 'on', '--batch-size', '128',
                                              '--train-batch-size', '128', '--memory-format', 'channels_last',
                                              '--models', 'ours,convnext'] +
@@ -190,7 +193,8 @@ def machine() -> dict:
 def python_include_dir() -> str:
     """Where Triton looks for ``Python.h`` (triton/runtime/build.py: the default scheme's include path, Debian's
     'posix_local' read as 'posix_prefix')."""
-    scheme = sysconfig.get_default_scheme()
+    scheme = getattr(sysconfig, 'get_default_scheme', None) or sysconfig._get_default_scheme  # public from 3.10
+    scheme = scheme()
     return sysconfig.get_paths(scheme='posix_prefix' if scheme == 'posix_local' else scheme)['include']
 
 
@@ -362,28 +366,31 @@ class Check:
 
     def run_profiles(self, argv: list, deadline: float, problem: Optional[str]):
         """The profiler's table of one block of stage 1 and one of stage 3, default and fused mixer, a training
-        step under the section's autocast."""
-        settings = parse_mixer_args(argv)  # the same size, precision and device arguments
-        for variant in PROFILE_VARIANTS:
-            for block in PROFILE_BLOCKS:
-                profile = dict(variant=variant, block=block)
-                if problem and needs_triton(variant):
-                    profile['skipped'] = problem
-                elif time.time() > deadline:
-                    profile['skipped'] = 'not started: past the deadline'
-                else:
-                    try:
-                        profile = profile_block(variant, block, arch=settings.arch, device=settings.device,
-                                                precision=settings.precision, batch=settings.batch_size,
-                                                img_size=settings.img_size, memory_format=settings.memory_formats[0],
-                                                warmup=settings.warmup, steps=max(settings.steps // 2, 1))
-                    except Exception as error:  # noqa: BLE001  (one profile's failure: record it, go on)
-                        profile['error'] = error_text(error)
-                with open(self.out / 'profiles.txt', 'a') as f:
-                    f.write(f'== {variant}, {block}\n{profile.get("table") or profile.get("error") or profile["skipped"]}'
-                            '\n\n')
-                self.report['profiles'].append({k: v for k, v in profile.items() if k != 'table'})
-                self.save()
+        step under the section's autocast, with the grid's flags (cudnn.benchmark, TF32)."""
+        settings = parse_mixer_args(argv)  # the same size, precision, flags and device arguments
+        with precision_flags(settings.tf32, settings.device):
+            for variant in PROFILE_VARIANTS:
+                for block in PROFILE_BLOCKS:
+                    profile = self.profile(variant, block, settings, deadline, problem)
+                    text = profile.get('table') or profile.get('error') or profile['skipped']
+                    with open(self.out / 'profiles.txt', 'a') as f:
+                        f.write(f'== {variant}, {block}\n{text}\n\n')
+                    self.report['profiles'].append({k: v for k, v in profile.items() if k != 'table'})
+                    self.save()
+
+    @staticmethod
+    def profile(variant: str, block: str, settings, deadline: float, problem: Optional[str]) -> dict:
+        if problem and needs_triton(variant):
+            return dict(variant=variant, block=block, skipped=problem)
+        if time.time() > deadline:
+            return dict(variant=variant, block=block, skipped='not started: past the deadline')
+        try:
+            return profile_block(variant, block, arch=settings.arch, device=settings.device,
+                                 precision=settings.precision, batch=settings.batch_size, img_size=settings.img_size,
+                                 memory_format=settings.memory_formats[0], warmup=settings.warmup,
+                                 steps=max(settings.steps // 2, 1))
+        except Exception as error:  # noqa: BLE001  (one profile's failure: record it, go on)
+            return dict(variant=variant, block=block, error=error_text(error))
 
 
 def _importable(module: str) -> bool:

@@ -14,7 +14,8 @@ from .records import Recorder
 from .report import mixer_table, mode_panels, model_table, plot_throughput
 from .timing import MEMORY_FORMATS, PRECISIONS
 
-BENCHMARK_USAGE = """Training and inference throughput (img/s) and peak memory of our InceptionNeXt next to timm's models.
+BENCHMARK_USAGE = """\
+Training and inference throughput (img/s) and peak memory of our InceptionNeXt next to timm's models.
 
     # backbones at 224x224 on the CPU: ours, ours deployed, timm's InceptionNeXt, ConvNeXt, ResNet-50, Swin-T
     python tools/benchmark.py --threads 2 --rounds 7 --json work_dirs/bench.json --plot work_dirs/bench.png
@@ -47,7 +48,8 @@ Precision is the user's: TF32 stays as PyTorch's flags say unless ``--tf32 on|of
 paper's A100, whose "FP32" img/s exceed the A100's plain-fp32 peak) sets both the cuDNN and the cuBLAS flag.
 """
 
-MIXER_USAGE = """The token mixer alone at the network's shapes: fused Triton kernel, eager, compiled; bytes moved.
+MIXER_USAGE = """\
+The token mixer alone at the network's shapes: fused Triton kernel, eager, compiled; bytes moved.
 
     # bf16 AMP as training runs it: most blocks pass the float32 residual stream, the convs run in bf16
     python tools/benchmark_mixer.py --device cuda --precision bf16 --amp --batch-size 128 [--compile]

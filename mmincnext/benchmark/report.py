@@ -78,8 +78,9 @@ def mixer_table(results: List[dict]) -> str:
     """Per stage shape, layout, mode and implementation: microseconds per call, GB/s of the minimum bytes, and that
     as a fraction of the copy bandwidth measured in the same run; then the sum over the network's blocks."""
     rows = [r for r in results if r.get('us_per_call') is not None]
-    lines = ['\n| stage (C, HxW) | blocks | dtype in -> out | layout | mode | impl | us/call | GB/s | of copy bandwidth |',
-             '|' + ' --- |' * 9]
+    header = ['stage (C, HxW)', 'blocks', 'dtype in -> out', 'layout', 'mode', 'impl', 'us/call', 'GB/s',
+              'of copy bandwidth']
+    lines = ['\n| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
     for r in rows:
         fraction = '-' if r.get('bandwidth_fraction') is None else f'{100 * r["bandwidth_fraction"]:.0f}%'
         lines.append(f'| {r["stage"]} ({r["channels"]}, {r["height"]}x{r["width"]}) | {r["blocks"]} | '
