@@ -17,7 +17,8 @@ so a program runs a single branch with a uniform (non-divergent) code path. Tile
 BLOCK_W]``; the layout is passed as strides and Triton specialises the unit stride, so the same kernel vectorises
 along W for NCHW and along C for channels-last (see :func:`_tile_config` for the sizes and why). Element offsets are
 formed in 64 bits from the channel, row and column indices (``c * stride_c`` passes 2^31 once one image's mixer input
-has 2^31 elements, e.g. stage 1 of a 19k x 19k image), so any tensor that fits in memory is addressed correctly.
+has 2^31 elements, e.g. stage 1 of a 19k x 19k image), so any tensor that fits in memory is addressed correctly; only
+the column offsets inside the tap loops stay 32-bit where one row spans fewer than 2^31 elements (registers).
 
 Dtypes: each conv branch computes in its *conv dtype* -- the autocast dtype under ``torch.autocast``, else x's dtype.
 As in the eager mixer, the convs' inputs, weights and results are rounded to it (fp32 sums in between; only their
@@ -190,9 +191,10 @@ def _tile_config(channels_last: bool, h: int, w: int, g: int) -> Tuple[int, int,
 
     1024 elements per program at 4 warps: 8 per thread (one 16-byte vector of bf16 along the unit-stride axis), each
     tap's load issued for all of them. Compiled for sm_90 (k=11, Triton 3.4 to 3.8) that is 128-150 registers with
-    no spills, 3 programs per SM (168 registers at most); 2048 elements needed ~250 and spilled. The unit-stride axis gets the wide side of the tile so
-    loads coalesce: W (up to 64) for NCHW, C (up to 64 channels) for channels-last. Tiles never exceed the tensor
-    (late stages, odd sizes), and channel blocks are capped at the branch width g, so few lanes idle.
+    no spills, 3 programs per SM (168 registers at most); 2048 elements needed ~250 and spilled. The unit-stride
+    axis gets the wide side of the tile so loads coalesce: W (up to 64) for NCHW, C (up to 64 channels) for
+    channels-last. Tiles never exceed the tensor (late stages, odd sizes), and channel blocks are capped at the
+    branch width g, so few lanes idle.
     """
     tile, cap_c = 1024, _next_pow2(g)
     if channels_last:
