@@ -551,6 +551,7 @@ def test_kernels_compile_for_sm90_without_spills():
 # ----------------------------------------------------------------------------------------------------------------
 # The backbone's switch: fused_mixer / MMINCNEXT_FUSED_MIXER
 # ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.skipif(not compat.TRITON_OP, reason=compat.torch_requirement(*compat.TRITON_OP_TORCH, 'The fused mixer'))
 def test_backbone_switch_and_environment(monkeypatch):
     from mmincnext.models import FusedInceptionDWConv2d, InceptionNeXt
     from mmincnext.models.layers.fast_paths import FUSED_MIXER_DEFAULT, FUSED_MIXER_ENV
@@ -573,17 +574,57 @@ def test_backbone_switch_and_environment(monkeypatch):
         InceptionNeXt('atto')
 
 
-def test_backbone_with_fused_mixer_keeps_checkpoints_and_cpu_outputs():
-    """Same parameters and state_dict keys either way; CPU inputs take the eager mixer, so outputs are identical."""
+@pytest.mark.parametrize('device', DEVICES)
+def test_backbone_with_fused_mixer_keeps_checkpoints_and_equals_eager(device):
+    """Same parameters and state_dict keys either way, and the whole backbone's outputs and gradients (a training
+    step) equal to the eager mixer's on the same weights: on CPU with the kernels run by Triton's interpreter."""
+    from conftest import randomize_reference_state
+    from mmincnext.models import FusedInceptionDWConv2d, InceptionNeXt
+    torch.manual_seed(0)
+    eager = randomize_reference_state(InceptionNeXt('atto', out_norms=False, fused_mixer=False)).to(device)
+    fused = InceptionNeXt('atto', out_norms=False, fused_mixer=True).to(device)
+    assert isinstance(fused.stages[0].blocks[0].token_mixer, FusedInceptionDWConv2d)
+    assert list(fused.state_dict()) == list(eager.state_dict())
+    fused.load_state_dict(eager.state_dict())
+    for model in (eager, fused):
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = 0.0
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(1)).to(device)
+    outs = {}
+    for name, model in (('eager', eager), ('fused', fused)):
+        model.train()
+        features = model(x)
+        sum(f.square().mean() for f in features).backward()
+        outs[name] = ([f.detach() for f in features], [p.grad for p in model.parameters()])
+    for a, b in zip(outs['fused'][0], outs['eager'][0]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    total = torch.cat([g.flatten() for g in outs['eager'][1]]).norm()
+    for (name, _), a, b in zip(eager.named_parameters(), outs['fused'][1], outs['eager'][1]):
+        assert (a - b).norm() <= 1e-4 * max(b.norm(), 1e-2 * total), name
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_deployed_fused_mixer_writes_the_dtype_fc1_consumes(device):
+    """Deployed (its BN folded into fc1), the fused mixer feeds fc1 directly: under autocast it writes fc1's input
+    dtype instead of float32, and the backbone's outputs stay those of the deployed eager model."""
+    from conftest import randomize_reference_state
     from mmincnext.models import InceptionNeXt
     torch.manual_seed(0)
-    eager = InceptionNeXt('atto', fused_mixer=False).eval()
-    fused = InceptionNeXt('atto', fused_mixer=True).eval()
+    eager = randomize_reference_state(InceptionNeXt('atto', out_norms=False, fused_mixer=False)).to(device)
+    fused = InceptionNeXt('atto', out_norms=False, fused_mixer=True).to(device).eval()
     fused.load_state_dict(eager.state_dict())
-    x = torch.randn(1, 3, 64, 96)
-    with torch.no_grad():
-        for a, b in zip(fused(x), eager(x)):
-            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    eager.switch_to_deploy()
+    fused.switch_to_deploy()
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(1)).to(device)
+    mixer_dtypes = []
+    fused.stages[1].blocks[1].token_mixer.register_forward_hook(lambda m, args, out: mixer_dtypes.append(out.dtype))
+    with torch.no_grad(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+        expected, outs = eager(x), fused(x)
+    assert mixer_dtypes == [torch.bfloat16]  # float32 (the residual stream's dtype) before switch_to_deploy
+    for a, b in zip(outs, expected):
+        assert a.dtype == b.dtype
+        assert ((a.float() - b.float()).norm() / b.float().norm()).item() < 1e-2
 
 
 @pytest.mark.skipif(not CUDA, reason=str(NO_CUDA_REASON))
