@@ -430,15 +430,21 @@ def convnext_cosine_scheduler(base_value, final_value, epochs, niter_per_ep, war
                                              ('convnext_b_iso_in1k.py', 0.2)])
 def test_isotropic_recipe_is_isotropic_convnexts(name, drop_path):
     """TRAINING.md's isotropic ConvNeXt-S/B: --drop_path 0.1/0.2, --layer_scale_init_value 0, --warmup_epochs 50,
-    EMA 0.9999, batch 4096, lr 4e-3; main.py's 300 epochs and min lr 1e-6, its per-iteration schedule."""
+    EMA 0.9999, batch 4096, lr 4e-3; main.py's 300 epochs, bicubic training crops."""
     cfg = load_config(f'isotropic/{name}')
     backbone = cfg.model.backbone
     assert backbone.drop_path_rate == drop_path and backbone.layer_scale_init_value == 0
     assert ema_momentum(cfg) == pytest.approx(1 - 0.9999) and cfg.auto_scale_lr.base_batch_size == 4096
-    assert cfg.train_cfg.max_epochs == 300 and cfg.model.head.type == 'NormLinearClsHead'
+    assert cfg.optim_wrapper.optimizer.lr == 4e-3 and cfg.train_cfg.max_epochs == 300
+    assert cfg.model.head.type == 'NormLinearClsHead'
     assert cfg.train_dataloader.dataset.pipeline[1].interpolation == 'bicubic'  # --train_interpolation bicubic
-    # The schedule, iteration by iteration, on 3 iterations per epoch.
+
+
+def test_isotropic_schedule_is_convnexts_per_iteration():
+    """The isotropic configs' schedule (one base), iteration by iteration on 3 iterations per epoch, against
+    ConvNeXt's utils.cosine_scheduler(4e-3, min_lr 1e-6, 300 epochs, warm-up 50)."""
     from mmpretrain.registry import PARAM_SCHEDULERS
+    cfg = load_config('isotropic/incnext_s_iso_in1k.py')
     init_default_scope('mmpretrain')
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=cfg.optim_wrapper.optimizer.lr)
     epoch_length = 3
