@@ -99,6 +99,13 @@ def _load_url_checkpoint(url, map_location):
     return read_checkpoint(path, map_location)
 
 
+def read_state_dict(checkpoint: str, map_location='cpu', prefix: Optional[str] = None) -> dict:
+    """The flat state_dict of a checkpoint (a path or URL, read through mmengine's ``CheckpointLoader``, hence
+    :func:`read_checkpoint`), unwrapped as :func:`extract_state_dict` does."""
+    raw = CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location)
+    return extract_state_dict(raw, prefix, source=repr(checkpoint))
+
+
 def extract_state_dict(checkpoint: dict, prefix: Optional[str] = None, source: str = 'checkpoint') -> dict:
     """The flat state_dict of an official/timm file or of an mmengine/DDP checkpoint, with ``prefix`` removed."""
     for key in ('state_dict', 'model', 'module'):
@@ -133,8 +140,7 @@ def load_pretrained(module: torch.nn.Module,
                     convert: Optional[Callable[[dict], dict]] = None) -> None:
     """Read ``checkpoint`` (its entries under ``prefix``, if given), map another release's key layout to the
     module's with ``convert`` if given, and load them into ``module`` with :func:`load_state_dict_strictly`."""
-    raw = CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location)
-    state_dict = extract_state_dict(raw, prefix, source=repr(checkpoint))
+    state_dict = read_state_dict(checkpoint, map_location, prefix)
     if convert is not None:
         state_dict = convert(state_dict)
     source = repr(checkpoint) + (f' (prefix {prefix!r})' if prefix else '')

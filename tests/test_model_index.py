@@ -52,7 +52,10 @@ PAPER = {
     'incnext_s_iso_in1k': {'Top 1 Accuracy': 79.7}, 'incnext_b_iso_in1k': {'Top 1 Accuracy': 82.1},
     'metanext_attn_s_iso_in1k': {'Top 1 Accuracy': 3.9}, 'convnext_s_iso_in1k': {'Top 1 Accuracy': 79.7},
     'convnext_b_iso_in1k': {'Top 1 Accuracy': 82.0},
+    'incnext_b_in1k_384': {'Top 1 Accuracy': 85.2},
 }
+# Fine-tunes: the released weights of the paper's figure, and the released weights the config starts from.
+FINE_TUNES = {'incnext_b_in1k_384': ('base_384', 'base')}
 # The parameters (with the 1000-class head) and MACs at 224x224 the paper prints for them, at its precision
 # (../shared/PAPER.md: the ablation table, Table 10 and Table 3).
 PAPER_SIZES = {
@@ -281,7 +284,12 @@ def test_entry_matches_its_config(name):
     assert model.weights is None, name
     four_stage = len(Path(model.config).parts) == 2  # configs/<name>.py; the paper's other models are in folders
     release = RELEASE.format(ARCHS[name.split('incnext_')[1].split('_')[0]]) if four_stage else OTHER_WEIGHTS.get(name)
-    if cfg.default_scope == 'mmpretrain':  # trained from scratch; the paper's figure is the official weights'
+    if name in FINE_TUNES:  # the paper's figure is the fine-tuned official weights'; the config starts from others
+        weights, start = FINE_TUNES[name]
+        assert model.data['Converted From']['Weights'] == RELEASE.format(weights)
+        assert cfg.model.init_cfg.checkpoint == RELEASE.format(start)
+        assert meta['Batch Size'] == cfg.auto_scale_lr.base_batch_size
+    elif cfg.default_scope == 'mmpretrain':  # trained from scratch; the paper's figure is the official weights'
         assert model.data.get('Converted From', {}).get('Weights') == release, name
         assert meta['Batch Size'] == cfg.auto_scale_lr.base_batch_size
     else:

@@ -89,7 +89,7 @@ def test_mask2former_config_follows_mmseg_swin_recipe():
     assert cfg.train_dataloader.dataset.type == cfg.test_dataloader.dataset.type == 'CheckedADE20KDataset'
     assert unscoped(cfg.optim_wrapper.optimizer) == unscoped(swin.optim_wrapper.optimizer)  # AdamW 1e-4, wd 0.05
     assert unscoped(cfg.optim_wrapper.clip_grad) == unscoped(swin.optim_wrapper.clip_grad)
-    assert cfg.runner_type == 'AtomicCheckpointRunner'
+    assert cfg.runner_type == 'MMIncNeXtRunner'
     assert {'mmdet.models', 'mmincnext'} <= set(cfg.custom_imports.imports)
 
 

@@ -8,8 +8,8 @@ same function, another op sequence. The backbone picks its classes once, at cons
   view. On CPU a GEMM (``F.linear``) is faster than oneDNN's 1x1 convolution, forward and backward, and the
   channels-last view costs no copy (docs/speed.md has the measurements).
 - :class:`FusedInceptionDWConv2d` (``fused_mixer=True`` or ``MMINCNEXT_FUSED_MIXER=1``): the Inception depthwise
-  mixer as one Triton kernel on CUDA (:mod:`mmincnext.ops.inception_dwconv`, beside its eager reference). Off by
-  default: it is chosen where a GPU measurement shows it faster.
+  mixer as one Triton kernel on CUDA (:mod:`mmincnext.ops.inception_dwconv`, beside its eager reference). Off
+  unless asked for (:data:`FUSED_MIXER_DEFAULT`).
 """
 import os
 import warnings
