@@ -395,9 +395,50 @@ def test_config_builds_and_trains_a_step(name):
     assert not unchanged
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize('name', ['convnext_variants/convnext_t_k3_par1_4_in1k.py', 'isotropic/incnext_s_iso_in1k.py'])
+def test_config_trains_an_epoch_with_its_ema_and_validates(name, tmp_path):
+    """A config inheriting the Table 10 (from an official-layout checkpoint) or the isotropic config, as a user writes
+    one: a shrunken arch and the embedded ImageNet-layout data; the hooks (timm's EMA), the per-iteration schedule and
+    the rest are the config's. One epoch of two steps through tools/train.py, then the EMA is validated and saved."""
+    from mmincnext.checkpoint import read_checkpoint
+    from mmincnext.engine import TimmEMAHook
+    cfg = shrunken(load_config(name), num_classes=1000)
+    extra = ''
+    if name.startswith('convnext_variants'):
+        arch = cfg.model.backbone.arch
+        official = randomize(OfficialConvNeXt(1000, arch.depths, arch.dims, 3,
+                                              partial(OfficialPartialConv2d, conv_ratio=0.25)))
+        torch.save(official.state_dict(), tmp_path / 'official.pth')
+        extra = f"init_cfg=dict(type='Pretrained', checkpoint={str(tmp_path / 'official.pth')!r}),"
+    child = tmp_path / 'child.py'
+    child.write_text(f"""
+_base_ = {str(REPO / 'configs' / name)!r}
+model = dict(backbone=dict(arch=dict(_delete_=True, **{dict(cfg.model.backbone.arch)!r})),
+             head=dict(in_channels={cfg.model.head.in_channels}), {extra})
+data = dict(type='SyntheticImageNet', data_root={str(tmp_path / 'data')!r}, num_train=1, num_val=1, image_size=48)
+train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False, dataset=data)
+val_dataloader = dict(batch_size=10, num_workers=0, persistent_workers=False, dataset=data)
+train_cfg = dict(max_epochs=1)
+default_hooks = dict(logger=dict(interval=1))
+""")
+    runner = load_tool('train').main([str(child), '--work-dir', str(tmp_path / 'work_dir')])
+    assert runner.iter == 2  # 10 images (one per class), batch 4, the last incomplete batch dropped
+    ema_hook, = [hook for hook in runner.hooks if isinstance(hook, TimmEMAHook)]
+    assert int(ema_hook.ema_model.steps) == 1 + 2  # the start, then one update per optimizer step
+    assert 0 <= runner.message_hub.get_scalar('val/accuracy/top1').current() <= 100
+    saved = read_checkpoint(str(tmp_path / 'work_dir' / 'epoch_1.pth'))['state_dict']
+    assert all(torch.equal(saved[k], v) for k, v in ema_hook.ema_model.module.state_dict().items())
+    if extra:  # the EMA started from the official weights
+        assert torch.allclose(saved['backbone.stages.3.blocks.0.token_mixer.conv.weight'],
+                              official.stages[3][0].dwconv.conv.weight, atol=1e-3)
+
+
 # --- the recipes, against the official scripts and ConvNeXt's schedule ---
 def ema_momentum(cfg: Config):
-    hooks = [h for h in cfg.custom_hooks if h.type == 'EMAHook']
+    """The EMA's momentum (1 - timm's decay), where the EMA is timm's (once per optimizer step, from the initial
+    weights, buffers averaged)."""
+    hooks = [h for h in cfg.custom_hooks if h.type == 'TimmEMAHook' and h.get('update_buffers')]
     return hooks[0].momentum if hooks else None
 
 

@@ -26,9 +26,10 @@ model = dict(
     head=dict(_delete_=True, type='NormLinearClsHead', num_classes=1000, in_channels=768,
               loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'), topk=(1, 5)))
 
-# --model-ema --model-ema-decay 0.9999: timm's ModelEmaV2 after every optimizer step, which mmengine's EMAHook does
-# with momentum 1 - 0.9999; validation and the saved state_dict use the averaged weights, as the released *_ema.pth
-# files. The first two hooks are cls_runtime's (a list is replaced, not extended); the base's SyncBuffersHook
-# (--dist-bn reduce) has nothing to average in a model without BatchNorm.
+# --model-ema --model-ema-decay 0.9999: timm's ModelEmaV2 after every optimizer step (TimmEMAHook: momentum
+# 1 - decay; update_buffers as ModelEmaV2 averages the whole state_dict). Validation runs the average, and a
+# checkpoint's state_dict holds it, as the released *_ema.pth files. The first two hooks are cls_runtime's (a list is
+# replaced, not extended); the base's SyncBuffersHook (--dist-bn reduce) has nothing to average in a model without
+# BatchNorm.
 custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='RandomStateHook'),
-                dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
+                dict(type='TimmEMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL')]

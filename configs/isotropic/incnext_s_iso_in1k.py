@@ -26,8 +26,9 @@ model = dict(
               loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'), topk=(1, 5)))
 # main.py's --seed 0, offset by the rank.
 randomness = dict(seed=0, diff_rank_seed=True)
-# --model_ema true --model_ema_decay 0.9999 (timm's ModelEma, after every optimizer step): mmengine's EMAHook with
-# momentum 1 - 0.9999; validation (--model_ema_eval) and the saved state_dict use the averaged weights. The first two
-# hooks are cls_runtime's (a list is replaced, not extended); the model has no BatchNorm buffers to synchronise.
+# --model_ema true --model_ema_decay 0.9999: timm's ModelEma after every optimizer step, started from the initial
+# weights (TimmEMAHook: momentum 1 - decay; update_buffers as ModelEma averages the whole state_dict); validation
+# (--model_ema_eval) runs the average, and a checkpoint's state_dict holds it. The first two hooks are cls_runtime's
+# (a list is replaced, not extended); the model has no BatchNorm buffers to synchronise.
 custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='RandomStateHook'),
-                dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
+                dict(type='TimmEMAHook', momentum=1e-4, update_buffers=True, priority='ABOVE_NORMAL')]
