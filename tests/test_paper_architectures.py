@@ -9,6 +9,7 @@ tests/test_model_index.py (the metafiles' figures, which get_flops' count must e
 """
 import copy
 import math
+import re
 from functools import partial
 from pathlib import Path
 
@@ -575,3 +576,34 @@ def test_isotropic_upernet_trains_on_synthetic_scenes(tmp_path):
     runner.train()
     assert Path(cfg.work_dir, 'iter_2.pth').is_file()
     assert 0 <= runner.val_loop.run()['mIoU'] <= 100
+
+
+# --- docs/paper_architectures.md ---
+def test_docs_page_shows_every_config_with_the_counted_sizes():
+    """Every config of the paper's other architectures has its row, and each row's "ours" column is the model
+    index's count (get_flops', tests/test_model_index.py) at the precision of the paper's figure beside it."""
+    import test_model_index as index
+    page = (REPO / 'docs' / 'paper_architectures.md').read_text(encoding='utf-8')
+    size = re.compile(r'^(\d+(?:\.\d+)?[MG]) / (\d+(?:\.\d+)?G)$')
+    rows = {}
+    for line in page.splitlines():
+        link = re.search(r'\[(\w+)\]\(\.\./configs/([\w/]+)\.py\)', line)
+        cells = [cell.strip() for cell in line.strip().strip('|').split('|')]
+        sizes = [size.match(cell).groups() for cell in cells if size.match(cell)]
+        if link and sizes:
+            assert link.group(2).endswith(link.group(1)), line
+            rows[link.group(1)] = sizes
+    folders = ('ablation', 'convnext_variants', 'isotropic')
+    configs = {p.stem for folder in folders for p in (REPO / 'configs' / folder).glob('*.py')}
+    assert configs <= set(rows), sorted(configs - set(rows))
+    entries = index.entries()
+    for name, sizes in rows.items():
+        (ours_params, ours_macs), *paper = sizes
+        meta = entries[name].metadata
+        # The paper's precision where it has the model, else as printed.
+        params_format, macs_format = paper[0] if paper else (ours_params, ours_macs)
+        assert (ours_params, ours_macs) == (index.paper_precision(meta.parameters, params_format),
+                                            index.paper_precision(meta.flops, macs_format)), name
+        if name in index.PAPER_SIZES:
+            assert tuple(paper[0]) == index.PAPER_SIZES[name], name
+

@@ -237,9 +237,10 @@ class MetaNeXt(MetaNeXtBackbone):
             (:class:`~mmincnext.models.layers.fast_paths.FusedInceptionDWConv2d`); None (default) reads
             ``MMINCNEXT_FUSED_MIXER`` (1 or 0), else off.
         init_cfg (dict | list[dict], optional): ``dict(type='Pretrained', checkpoint=PATH[, prefix='backbone.'])``
-            loads a released ``.pth``, a timm ``.safetensors`` or an mmengine checkpoint strictly (a missing backbone
-            key or a shape mismatch raises: :func:`mmincnext.checkpoint.load_pretrained`). Defaults to
-            truncated-normal (std 0.02) conv and linear weights with zero bias.
+            loads a released ``.pth`` (the official ConvNeXt layout too: :meth:`convert_checkpoint`), a timm
+            ``.safetensors`` or an mmengine checkpoint strictly (a missing backbone key or a shape mismatch raises:
+            :func:`mmincnext.checkpoint.load_pretrained`). Defaults to truncated-normal (std 0.02) conv and linear
+            weights with zero bias.
     """
 
     arch_settings: Dict[str, dict] = {}
