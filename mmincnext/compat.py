@@ -1,5 +1,5 @@
 """What differs between the environments mmincnext supports, in one place: the OpenMMLab family (upstream or OneDL)
-and the PyTorch and numpy versions (torch 2.1 to the newest, numpy 1.x and 2.x).
+and the PyTorch and numpy versions (torch 2.1 to the newest, numpy 1.x and 2.x; docs/compatibility.md).
 
 Upstream OpenMMLab and the OneDL forks: one import name, two distributions.
 
@@ -23,6 +23,7 @@ import importlib.util
 import re
 from typing import Tuple
 
+import numpy as np
 import torch
 
 # import name -> (upstream distribution, OneDL distribution, the extras that bring it: upstream, OneDL)
@@ -110,7 +111,9 @@ def torch_at_least(major: int, minor: int) -> bool:
 
 # torch.autocast('cpu', dtype=torch.float16): CPU float16 autocast (2.1 takes bfloat16 only).
 CPU_FP16_AUTOCAST = torch_at_least(2, 2)
-# torch.serialization.safe_globals with (object, 'module.name') entries: the weights-only allow-list as a context.
+# torch.serialization.safe_globals with (object, 'module.name') entries: the weights-only allow-list as a context
+# (2.4 has add_safe_globals, 2.5 the context, 2.6 the named entries). Before, mmincnext/checkpoint.py unpickles with
+# the same rules and allow-list itself.
 SAFE_GLOBALS_CONTEXT = torch_at_least(2, 6)
 # torch.library.triton_op / wrap_triton: a Triton kernel as a torch op (autograd, autocast, torch.compile).
 TRITON_OP = torch_at_least(2, 6)
@@ -147,3 +150,17 @@ def grad_scaler(device_type: str):
     if device_type != 'cuda':
         require_torch(2, 3, f'A GradScaler on {device_type!r}')
     return torch.cuda.amp.GradScaler()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# numpy versions (1.x and 2.x).
+# ---------------------------------------------------------------------------------------------------------------------
+NUMPY_VERSION = _version_tuple(np.__version__)
+
+# numpy 2 moved its C core from numpy.core to numpy._core, and pickles name the module of the numpy that wrote them.
+# numpy 1.26 ships numpy._core as a stub whose submodules re-export numpy.core's (``hasattr(np, '_core')`` is true
+# there before anything is imported, so only the import itself tells); older numpy has no numpy._core at all.
+try:
+    from numpy._core import multiarray as numpy_multiarray
+except ImportError:  # numpy < 1.26
+    from numpy.core import multiarray as numpy_multiarray
