@@ -1,6 +1,7 @@
 """Shared test helpers (imported as ``from conftest import ...``) and fixtures."""
 import copy
 import functools
+import importlib
 import importlib.util
 from pathlib import Path
 
@@ -13,7 +14,29 @@ from mmengine.config import Config
 from mmengine.config import utils as config_utils
 from mmengine.hub import get_config
 
+from mmincnext.compat import DISTRIBUTIONS
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+def require(module: str):
+    """``module`` imported for a test, or the test skipped where the environment lacks it (make test-min's venv has
+    mmcv-lite, without compiled ops, and no task library). Called at a test module's top, it skips the whole module.
+
+    Only the absence of ``module`` itself, or of mmcv's compiled ops (which mmseg and mmdet import), skips: any other
+    import error, e.g. a dependency a task library forgot to declare, fails as usual."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        missing = err.name or ''
+        if missing == 'mmcv._ext':
+            reason = (f"needs mmcv's compiled ops ({module}): mmcv or onedl-mmcv built with them, not mmcv-lite")
+        elif missing and (module == missing or module.startswith(missing + '.')):
+            families = DISTRIBUTIONS.get(missing)
+            reason = f'needs {missing}' + (f' ({families[0]} or {families[1]})' if families else '')
+        else:
+            raise
+        pytest.skip(reason, allow_module_level=True)
 
 # mmengine resolves every `mmdet::`/`mmseg::` base by parsing all of that package's metafiles again (~100 YAML
 # files, over a second of CPU each time here); a test session parses each file once (they do not change under it).
