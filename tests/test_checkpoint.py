@@ -203,8 +203,8 @@ ABUSES = {
     # the getattr stand-in resolves HistoryBuffer's statistics only, not any attribute
     'getattr-beyond-statistics': (GETATTR + HISTORY_BUFFER + unicode('__init__') + b'\x86R.', lambda: False),
     # a function reached through getattr is data, not something a pickle may call
-    'call-what-getattr-returned': (GETATTR + HISTORY_BUFFER + unicode('mean') + b'\x86R' + HISTORY_BUFFER + b')\x81\x85R.',
-                                   lambda: False),
+    'call-what-getattr-returned': (GETATTR + HISTORY_BUFFER + unicode('mean') + b'\x86R'
+                                   + HISTORY_BUFFER + b')\x81\x85R.', lambda: False),
 }
 
 
