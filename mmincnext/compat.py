@@ -111,9 +111,7 @@ def torch_at_least(major: int, minor: int) -> bool:
 
 # torch.autocast('cpu', dtype=torch.float16): CPU float16 autocast (2.1 takes bfloat16 only).
 CPU_FP16_AUTOCAST = torch_at_least(2, 2)
-# torch.serialization.safe_globals with (object, 'module.name') entries: the weights-only allow-list as a context
-# (2.4 has add_safe_globals, 2.5 the context, 2.6 the named entries). Before, mmincnext/checkpoint.py unpickles with
-# the same rules and allow-list itself.
+# torch.serialization.safe_globals with (object, 'module.name') entries: the weights-only allow-list as a context.
 SAFE_GLOBALS_CONTEXT = torch_at_least(2, 6)
 # torch.library.triton_op / wrap_triton: a Triton kernel as a torch op (autograd, autocast, torch.compile).
 TRITON_OP = torch_at_least(2, 6)
@@ -152,14 +150,29 @@ def grad_scaler(device_type: str):
     return torch.cuda.amp.GradScaler()
 
 
+# dynamo traces torch.promote_types, which the backbone's no-grad GEMM path calls: before, torch.compile breaks the
+# inference graph there (fullgraph=True fails; measured on 2.1, traced on 2.4; 2.2 and 2.3 not measured).
+DYNAMO_TRACES_PROMOTE_TYPES = torch_at_least(2, 4)
+
+
+def onnx_export_torchscript(model, args, path, **kwargs) -> None:
+    """``torch.onnx.export`` with its TorchScript-based exporter: torch 2.9 made the dynamo exporter (which needs
+    onnxscript) the default, through a ``dynamo`` argument that older torch (2.1) does not take."""
+    import inspect
+    if 'dynamo' in inspect.signature(torch.onnx.export).parameters:
+        kwargs['dynamo'] = False
+    torch.onnx.export(model, args, path, **kwargs)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # numpy versions (1.x and 2.x).
 # ---------------------------------------------------------------------------------------------------------------------
 NUMPY_VERSION = _version_tuple(np.__version__)
 
 # numpy 2 moved its C core from numpy.core to numpy._core, and pickles name the module of the numpy that wrote them.
-# numpy 1.26 ships numpy._core as a stub whose submodules re-export numpy.core's (``hasattr(np, '_core')`` is true
-# there before anything is imported, so only the import itself tells); older numpy has no numpy._core at all.
+# numpy 1.26 ships numpy._core as a stub whose multiarray re-exports numpy.core's, but ``np._core.multiarray``
+# exists there only once something imported it: probing attributes is not enough, the import decides. Older numpy
+# has no numpy._core.
 try:
     from numpy._core import multiarray as numpy_multiarray
 except ImportError:  # numpy < 1.26
