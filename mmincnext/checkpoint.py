@@ -14,7 +14,7 @@ import os
 import pickle
 import zipfile
 from collections import Counter, OrderedDict
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
@@ -258,6 +258,13 @@ def _load_url_checkpoint(url, map_location):
     return read_checkpoint(path, map_location)
 
 
+def read_state_dict(checkpoint: str, map_location='cpu', prefix: Optional[str] = None) -> dict:
+    """The flat state_dict of a checkpoint (a path or URL, read through mmengine's ``CheckpointLoader``, hence
+    :func:`read_checkpoint`), unwrapped as :func:`extract_state_dict` does."""
+    raw = CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location)
+    return extract_state_dict(raw, prefix, source=repr(checkpoint))
+
+
 def extract_state_dict(checkpoint: dict, prefix: Optional[str] = None, source: str = 'checkpoint') -> dict:
     """The flat state_dict of an official/timm file or of an mmengine/DDP checkpoint, with ``prefix`` removed."""
     for key in ('state_dict', 'model', 'module'):
@@ -288,11 +295,13 @@ def load_pretrained(module: torch.nn.Module,
                     prefix: Optional[str] = None,
                     map_location='cpu',
                     ignore_prefixes: Iterable[str] = ('head.', ),
-                    optional_prefixes: Iterable[str] = ()) -> None:
-    """Read ``checkpoint`` (its entries under ``prefix``, if given) and load them into ``module`` with
-    :func:`load_state_dict_strictly`."""
-    raw = CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location)
-    state_dict = extract_state_dict(raw, prefix, source=repr(checkpoint))
+                    optional_prefixes: Iterable[str] = (),
+                    convert: Optional[Callable[[dict], dict]] = None) -> None:
+    """Read ``checkpoint`` (its entries under ``prefix``, if given), map another release's key layout to the
+    module's with ``convert`` if given, and load them into ``module`` with :func:`load_state_dict_strictly`."""
+    state_dict = read_state_dict(checkpoint, map_location, prefix)
+    if convert is not None:
+        state_dict = convert(state_dict)
     source = repr(checkpoint) + (f' (prefix {prefix!r})' if prefix else '')
     load_state_dict_strictly(module, state_dict, source, ignore_prefixes, optional_prefixes)
 

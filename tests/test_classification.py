@@ -70,7 +70,7 @@ def test_configs_build_with_the_papers_sizes(arch):
         assert cfg.model.backbone.drop_path_rate == PAPER_DROP_PATH[arch]
 
 
-@pytest.mark.parametrize('name', ['incnext_t_in1k.py', 'incnext_atto_in1k.py'])
+@pytest.mark.parametrize('name', ['incnext_t_in1k.py', 'incnext_atto_in1k.py', 'incnext_b_in1k_384.py'])
 def test_weight_decay_groups_equal_timms(name):
     """No decay on exactly the parameters timm's optimizer exempts (every 1-D one: norms, biases, layer scales)."""
     cfg = load_config(name)

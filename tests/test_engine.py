@@ -9,7 +9,7 @@ from mmengine.registry import DATASETS, MODELS
 from torch.utils.data import Dataset
 
 from mmincnext.checkpoint import read_checkpoint
-from mmincnext.engine import AtomicCheckpointRunner
+from mmincnext.engine import MMIncNeXtRunner
 
 
 @DATASETS.register_module(force=True)
@@ -61,7 +61,7 @@ def runner_cfg(work_dir, max_iters, resume=False, hooks=True, nan_at_iter=None):
 
 
 def train(cfg):
-    runner = AtomicCheckpointRunner.from_cfg(copy.deepcopy(cfg))
+    runner = MMIncNeXtRunner.from_cfg(copy.deepcopy(cfg))
     runner.train()
     return {k: v.clone() for k, v in runner.model.state_dict().items()}
 
@@ -87,7 +87,7 @@ def test_checkpoint_is_written_atomically(tmp_path, monkeypatch):
     import mmengine.runner.runner as runner_module
     monkeypatch.setattr(runner_module, 'save_checkpoint', lambda checkpoint, path, **kw: (
         open(path, 'wb').write(b'half a checkpoint'), crash()))
-    runner = AtomicCheckpointRunner.from_cfg(runner_cfg(tmp_path, 3))
+    runner = MMIncNeXtRunner.from_cfg(runner_cfg(tmp_path, 3))
     runner.train_loop  # build the loop so that save_checkpoint has what it needs
     with pytest.raises(KeyboardInterrupt):
         runner.save_checkpoint(str(tmp_path), 'iter_3.pth', by_epoch=False, save_optimizer=False)

@@ -1,4 +1,4 @@
-"""Upstream OpenMMLab and the OneDL forks (README "Installation"): the requirements keep the two families apart, a
+"""Upstream OpenMMLab and the OneDL forks (docs/compatibility.md): the requirements keep the two families apart, a
 missing library is named with both distributions, and every config's ``mmseg::``/``mmdet::``/``mmpretrain::`` base
 resolves where only the OneDL distributions are installed (simulated here in the upstream venv; for real in the
 OneDL one, ``make test-onedl``)."""

@@ -312,14 +312,14 @@ def test_kernels_compile_for_sm90_without_spills():
 # The backbone's switch: fused_mixer / MMINCNEXT_FUSED_MIXER
 # ----------------------------------------------------------------------------------------------------------------
 def test_backbone_switch_and_environment(monkeypatch):
-    from mmincnext.models import InceptionNeXt
-    from mmincnext.models.backbones.inception_next import FUSED_MIXER_DEFAULT, FUSED_MIXER_ENV
+    from mmincnext.models import FusedInceptionDWConv2d, InceptionNeXt
+    from mmincnext.models.layers.fast_paths import FUSED_MIXER_DEFAULT, FUSED_MIXER_ENV
 
     def fused(**kwargs):
         model = InceptionNeXt('atto', **kwargs)
-        ops = {block.token_mixer.fused_op is not None for stage in model.stages for block in stage.blocks}
-        assert len(ops) == 1 and model.fused_mixer in ops
-        return model.fused_mixer
+        kinds = {type(block.token_mixer) is FusedInceptionDWConv2d for stage in model.stages for block in stage.blocks}
+        assert len(kinds) == 1
+        return kinds.pop()
 
     monkeypatch.delenv(FUSED_MIXER_ENV, raising=False)
     assert fused() == FUSED_MIXER_DEFAULT

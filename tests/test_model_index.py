@@ -29,7 +29,10 @@ PAPER = {
     'fpn_incnext_s_ade20k': {'mIoU': 45.6}, 'fpn_incnext_b_ade20k': {'mIoU': 46.4},
     'incnext_atto_in1k': {'Top 1 Accuracy': 75.3}, 'incnext_t_in1k': {'Top 1 Accuracy': 82.3},
     'incnext_s_in1k': {'Top 1 Accuracy': 83.5}, 'incnext_b_in1k': {'Top 1 Accuracy': 84.0},
+    'incnext_b_in1k_384': {'Top 1 Accuracy': 85.2},
 }
+# Fine-tunes: the released weights of the paper's figure, and the released weights the config starts from.
+FINE_TUNES = {'incnext_b_in1k_384': ('base_384', 'base')}
 
 
 @functools.lru_cache(maxsize=None)
@@ -210,7 +213,12 @@ def test_entry_matches_its_config(name):
     cfg = config(model.config)
     assert model.weights is None, name
     release = RELEASE.format(ARCHS[name.split('incnext_')[1].split('_')[0]])
-    if cfg.default_scope == 'mmpretrain':  # trained from scratch; the paper's figure is the official weights'
+    if name in FINE_TUNES:  # the paper's figure is the fine-tuned official weights'; the config starts from others
+        weights, start = FINE_TUNES[name]
+        assert model.data['Converted From']['Weights'] == RELEASE.format(weights)
+        assert cfg.model.init_cfg.checkpoint == RELEASE.format(start)
+        assert meta['Batch Size'] == cfg.auto_scale_lr.base_batch_size
+    elif cfg.default_scope == 'mmpretrain':  # trained from scratch; the paper's figure is the official weights'
         assert model.data['Converted From']['Weights'] == release
         assert meta['Batch Size'] == cfg.auto_scale_lr.base_batch_size
     else:

@@ -93,7 +93,7 @@ def test_mask2former_config_follows_mmseg_swin_recipe():
     assert cfg.train_dataloader.dataset.type == cfg.test_dataloader.dataset.type == 'CheckedADE20KDataset'
     assert unscoped(cfg.optim_wrapper.optimizer) == unscoped(swin.optim_wrapper.optimizer)  # AdamW 1e-4, wd 0.05
     assert unscoped(cfg.optim_wrapper.clip_grad) == unscoped(swin.optim_wrapper.clip_grad)
-    assert cfg.runner_type == 'AtomicCheckpointRunner'
+    assert cfg.runner_type == 'MMIncNeXtRunner'
     assert {'mmdet.models', 'mmincnext'} <= set(cfg.custom_imports.imports)
 
 
@@ -154,7 +154,7 @@ def test_mask2former_parameter_groups_hold_for_deeper_archs(arch, tmp_path):
 
 
 def test_retinanet_macs_equal_timm_backbone_plus_norms_plus_swin_t_heads():
-    """tools/get_flops.py's count of our RetinaNet (the figure the README gives at 800x1333) equals the MACs of
+    """tools/get_flops.py's count of our RetinaNet (the figure docs/model_zoo.md gives at 800x1333) equals the MACs of
     timm's InceptionNeXt-T features, of the three output norms and of the neck and head in mmdet's Swin-T RetinaNet
     (its total minus its backbone), all traced by mmengine at 128x128 (feature maps 16, 8, 4 in both)."""
     size = 128

@@ -21,7 +21,8 @@ from conftest import REPO, enlarged, load_tool, read_demo_picture, require, requ
 
 from mmincnext.checkpoint import CheckpointError
 from mmincnext.datasets import DatasetLayoutError
-from mmincnext.utils import CPUBF16OptimWrapper, adapt_to_machine, enable_amp, sync_bn_to_bn
+from mmincnext.engine import CPUBF16OptimWrapper
+from mmincnext.utils import adapt_to_machine, enable_amp, sync_bn_to_bn
 
 CONFIG = str(REPO / 'configs' / 'upernet_incnext_t_ade20k.py')
 NUM_LABELS = 4  # label values 0 (ADE20K's "other", ignored) and classes 1..3
@@ -265,6 +266,35 @@ def test_cpu_bf16_optim_wrapper_autocasts():
     assert out.dtype == torch.bfloat16
     wrapper.update_params(out.float().sum())
     assert model.weight.dtype == torch.float32
+
+
+def test_mmcv_cpu_ops_take_bfloat16_only_inside_the_cpu_bf16_wrapper():
+    """CPU autocast hands mmcv's nms and RoIAlign bfloat16, which their CPU kernels refuse; the wrapper runs them in
+    float32 while its forward and backward run, and leaves mmcv as it found it everywhere else."""
+    from mmcv.ops import nms, roi_align
+    from mmcv.ops.nms import NMSop
+    from mmcv.ops.roi_align import RoIAlignFunction
+
+    def methods():
+        return [function.__dict__[name] for function in (NMSop, RoIAlignFunction) for name in ('forward', 'backward')
+                if name in function.__dict__]
+
+    original = methods()
+    boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 11., 11.], [20., 20., 30., 30.]]).bfloat16()
+    scores = torch.tensor([0.9, 0.8, 0.7]).bfloat16()
+    with pytest.raises(RuntimeError):  # mmcv's own CPU kernel, outside the wrapper
+        nms(boxes, scores, 0.5)
+    features = torch.nn.Parameter(torch.randn(1, 2, 16, 16))
+    wrapper = CPUBF16OptimWrapper(optimizer=torch.optim.SGD([features], lr=0.1))
+    assert methods() == original  # building the wrapper patches nothing
+    with wrapper.optim_context(features):
+        dets, keep = nms(boxes, scores, 0.5)
+        rois = torch.tensor([[0., 2., 2., 12., 12.]])
+        pooled = roi_align(features.bfloat16(), rois.bfloat16(), (4, 4), 1.0, 2, 'avg', True)
+    assert keep.tolist() == [0, 2] and dets.dtype == torch.bfloat16 and pooled.dtype == torch.bfloat16
+    assert methods() == original
+    wrapper.update_params(pooled.float().square().sum())  # RoIAlign's backward on bfloat16 gradients
+    assert methods() == original
 
 
 def test_image_demo_draws_detections_for_mmdet_configs(tmp_path):

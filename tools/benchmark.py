@@ -471,7 +471,7 @@ def run_mixer(args) -> List[dict]:
 
 
 def run_mixer_with_flags(args, flags: dict) -> List[dict]:
-    from mmincnext.models.backbones.inception_next import InceptionDWConv2d
+    from mmincnext.models import FusedInceptionDWConv2d, InceptionDWConv2d
     from mmincnext.ops import fused_inception_dwconv_available
     dtype = PRECISIONS[args.precision] or torch.float32
     bandwidth = copy_bandwidth_gbs(args.device)
@@ -480,7 +480,7 @@ def run_mixer_with_flags(args, flags: dict) -> List[dict]:
     for channels, side in MIXER_STAGES:
         side = max(1, side * args.img_size[0] // 224)
         for fmt in formats:
-            mixer = InceptionDWConv2d(channels, fused=True).to(args.device, dtype)
+            mixer = FusedInceptionDWConv2d(channels).to(args.device, dtype)
             eager = InceptionDWConv2d(channels).to(args.device, dtype)
             eager.load_state_dict(mixer.state_dict())
             x = torch.randn(args.batch_size, channels, side, side, device=args.device, dtype=dtype)

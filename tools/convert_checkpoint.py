@@ -26,7 +26,7 @@ from mmengine.config import Config
 from mmengine.runner.checkpoint import get_state_dict, save_checkpoint, weights_to_cpu
 
 import mmincnext
-from mmincnext.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
+from mmincnext.checkpoint import CheckpointError, read_state_dict
 from mmincnext.models.backbones import InceptionNeXt
 from mmincnext.utils import build_model_from_config
 
@@ -84,7 +84,7 @@ def convert(src: str, dst: str, arch: Optional[str] = None) -> dict:
     """Write the classifier checkpoint of ``src`` to ``dst``; returns it."""
     if osp.abspath(src) == osp.abspath(dst):
         raise ValueError(f'The output would overwrite the input {src!r}')
-    state_dict = extract_state_dict(read_checkpoint(src), source=repr(src))
+    state_dict = read_state_dict(src)
     if any(k.startswith('backbone.') for k in state_dict):
         raise CheckpointError(f'{src!r} already is an mmengine classifier checkpoint (backbone.* keys)')
     arch = recognise_arch(state_dict, arch)

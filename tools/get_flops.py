@@ -1,7 +1,8 @@
 """Parameters and MACs of the model in any config (segmentor, detector, classifier or a bare backbone).
 
     python tools/get_flops.py configs/upernet_incnext_t_ade20k.py --shape 512 2048
-    python tools/get_flops.py configs/incnext_t_in1k.py --shape 224
+    python tools/get_flops.py configs/incnext_t_in1k.py             # 224x224, the size it evaluates at
+    python tools/get_flops.py configs/incnext_b_in1k_384.py         # 384x384
 
 The model is built in the config's ``default_scope`` (mmseg, mmdet, mmpretrain), SyncBN reverted to BN, no
 checkpoint loaded, and traced with ``mmengine.analysis`` in ``mode='tensor'`` on one random image. mmengine
@@ -27,7 +28,7 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     parser.add_argument('config', help='config file')
     parser.add_argument('--shape', type=int, nargs='+', default=None,
                         help='input H [W] (default: 512 2048 for segmentors, 1333 800 -> 800 1333 for detectors, '
-                        '224 otherwise)')
+                        "the test pipeline's CenterCrop size for classifiers, 224 otherwise)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
     return parser.parse_args(argv)
 
@@ -74,12 +75,18 @@ def count_cascade_masks_like_standard_roi_head(model: torch.nn.Module) -> None:
     roi_head._mask_forward = first_rois_only
 
 
-def default_shape(model: torch.nn.Module):
+def default_shape(model: torch.nn.Module, cfg: Optional[Config] = None):
     name = type(model).__module__
     if name.startswith('mmseg.'):
         return 512, 2048
     if name.startswith('mmdet.'):
         return 800, 1333
+    # A classifier is counted at the size it is evaluated at (e.g. 384 for a 384 fine-tune).
+    pipeline = (cfg or {}).get('test_dataloader', {}).get('dataset', {}).get('pipeline', [])
+    crops = [step['crop_size'] for step in pipeline if step.get('type') == 'CenterCrop']
+    if crops:
+        size = crops[-1]
+        return (size, size) if isinstance(size, int) else (size[1], size[0])  # crop_size is (w, h)
     return 224, 224
 
 
@@ -94,7 +101,7 @@ def complexity(config: str, shape: Optional[Sequence[int]] = None, cfg_options: 
         aux_params = sum(p.numel() for p in model.auxiliary_head.parameters())
         model.auxiliary_head = None
     if shape is None:
-        shape = default_shape(model)
+        shape = default_shape(model, cfg)
     elif len(shape) == 1:
         shape = (shape[0], shape[0])
     elif len(shape) != 2:

@@ -24,10 +24,9 @@ import cv2
 import mmcv
 import numpy as np
 from mmengine.config import Config, DictAction
-from mmengine.runner.checkpoint import CheckpointLoader
 from mmengine.utils import mkdir_or_exist
 
-from mmincnext.checkpoint import extract_state_dict, load_state_dict_strictly
+from mmincnext.checkpoint import load_state_dict_strictly, read_state_dict
 from mmincnext.utils import sync_bn_to_bn
 
 Colour = Tuple[int, int, int]  # RGB
@@ -77,7 +76,7 @@ def class_colours(palette, num_classes: int) -> np.ndarray:
 def check_all_weights_loaded(model, checkpoint: str):
     """The Inferencers load non-strictly: a key that does not fit only gets a warning, and the model predicts with
     random weights there. Load again, strictly: every weight must fit (mmincnext.checkpoint.CheckpointError)."""
-    state_dict = extract_state_dict(CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu'))
+    state_dict = read_state_dict(checkpoint)
     load_state_dict_strictly(model, state_dict, repr(checkpoint), ignore_prefixes=())
 
 

@@ -2,7 +2,7 @@
 # the InceptionNeXt backbone, the safe checkpoint reader and the ADE20K layout check.
 _base_ = ['mmseg::_base_/default_runtime.py', './reliable_runtime.py']
 custom_imports = dict(
-    imports=['mmincnext', 'mmincnext.datasets.seg', 'mmincnext.utils', 'mmincnext.models.segmentors',
+    imports=['mmincnext', 'mmincnext.datasets.seg', 'mmincnext.models.segmentors',
              'mmincnext.evaluation'],
     allow_failed_imports=False)
 # --tta also reports the single-scale result: view 4 of ./datasets/ade20k.py's tta_pipeline (ratios 0.5, 0.75, 1.0,

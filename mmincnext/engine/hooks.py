@@ -2,7 +2,8 @@
 import math
 
 import torch
-from mmengine.hooks import Hook
+from mmengine.dist import all_reduce_params, is_distributed
+from mmengine.hooks import EMAHook, Hook
 from mmengine.registry import HOOKS
 
 
@@ -85,3 +86,38 @@ class RandomStateHook(Hook):
         if 'cuda' in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state['cuda'])
         runner.logger.info(f'Restored the random state saved at iteration {runner.iter}')
+
+
+@HOOKS.register_module()
+class TimmEMAHook(EMAHook):
+    """mmengine's ``EMAHook``, kept as timm's ``ModelEmaV2`` is in timm's train.py (``--model-ema``):
+
+    - the average starts from the weights training starts from (e.g. the loaded checkpoint), and the first update
+      averages the first optimizer step's weights into it; mmengine's starts as a copy of the weights after the
+      first iteration;
+    - it is updated once per optimizer step, so gradient accumulation (``optim_wrapper.accumulative_counts``) does
+      not change its decay; mmengine's is updated every iteration;
+    - in a distributed run its buffers (the BN statistics) are averaged over the processes after every epoch, before
+      it is evaluated: train.py's ``--dist-bn reduce`` does this to the EMA as to the model (whose buffers
+      ``SyncBuffersHook`` averages).
+
+    The arguments are ``EMAHook``'s: ``momentum`` is 1 - timm's decay, and ``update_buffers=True`` averages the BN
+    statistics too, as ``ModelEmaV2`` (the whole state_dict) does. As ``EMAHook``, validation and testing run the
+    average, and a checkpoint's ``state_dict`` holds the average (``ema_state_dict``: the trained weights, for
+    ``--resume``).
+    """
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if runner.iter == 0:  # a fresh start, not a resume (which restores the average and its step count)
+            self.ema_model.module.load_state_dict(self.src_model.state_dict())
+            self.ema_model.steps.fill_(1)  # the next update averages (step 0 of mmengine's average copies)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        # After the iteration, should_update() tells whether this iteration's update_params() stepped.
+        if runner.optim_wrapper.should_update():
+            super().after_train_iter(runner, batch_idx, data_batch, outputs)
+
+    def after_train_epoch(self, runner) -> None:
+        if is_distributed():
+            all_reduce_params(self.ema_model.module.buffers(), op='mean')

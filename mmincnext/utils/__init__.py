@@ -1,7 +1,7 @@
-from .launch import (CPUBF16OptimWrapper, adapt_to_machine, build_model_from_config, build_runner, enable_amp,
-                     init_cpu_distributed, load_tool_config, parse_tool_args, sync_bn_to_bn)
+from .launch import (adapt_to_machine, build_model_from_config, build_runner, enable_amp, init_cpu_distributed,
+                     load_tool_config, parse_tool_args, sync_bn_to_bn)
 
 __all__ = [
-    'CPUBF16OptimWrapper', 'adapt_to_machine', 'build_model_from_config', 'build_runner', 'enable_amp', 'init_cpu_distributed',
+    'adapt_to_machine', 'build_model_from_config', 'build_runner', 'enable_amp', 'init_cpu_distributed',
     'load_tool_config', 'parse_tool_args', 'sync_bn_to_bn'
 ]

@@ -2,10 +2,8 @@
 unchanged, and building the runner (train.py, test.py) or the bare model (get_flops.py, export_onnx.py,
 benchmark.py)."""
 import argparse
-import functools
 import os
 import os.path as osp
-from contextlib import contextmanager
 from typing import Any, Optional
 
 import torch
@@ -13,8 +11,7 @@ from mmengine.config import Config, DictAction
 from mmengine.device import get_device
 from mmengine.logging import print_log
 from mmengine.model import revert_sync_batchnorm
-from mmengine.optim import OptimWrapper
-from mmengine.registry import MODELS, OPTIM_WRAPPERS, RUNNERS, init_default_scope
+from mmengine.registry import MODELS, RUNNERS, init_default_scope
 from mmengine.runner import Runner
 
 SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
@@ -73,64 +70,6 @@ def build_model_from_config(cfg: Config) -> torch.nn.Module:
     return revert_sync_batchnorm(MODELS.build(cfg.model))
 
 
-@OPTIM_WRAPPERS.register_module()
-class CPUBF16OptimWrapper(OptimWrapper):
-    """``OptimWrapper`` whose forward (data preprocessing and loss) runs under CPU bfloat16 autocast.
-
-    ``--amp`` on a machine without a GPU: mmengine's ``AmpOptimWrapper`` asserts one. bfloat16 keeps float32's
-    exponent range, so no loss scaling is needed; gradients and the optimizer step stay in float32. The detectors'
-    mmcv ops run in float32 (:func:`run_mmcv_cpu_ops_in_float32`).
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        run_mmcv_cpu_ops_in_float32()
-
-    @contextmanager
-    def optim_context(self, model: torch.nn.Module):
-        with super().optim_context(model), torch.autocast('cpu', dtype=torch.bfloat16):
-            yield
-
-
-def _in_float32(function):
-    """``function(ctx, *args)`` of an autograd Function, run on float32 copies of its bfloat16/float16 CPU tensors
-    (autocast off), its floating outputs cast back to their dtype."""
-
-    @functools.wraps(function)
-    def wrapped(ctx, *args):
-        low = [a.dtype for a in args
-               if torch.is_tensor(a) and a.device.type == 'cpu' and a.dtype in (torch.bfloat16, torch.float16)]
-        if not low:
-            return function(ctx, *args)
-        with torch.autocast('cpu', enabled=False):
-            out = function(ctx, *(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args))
-
-        def back(t):
-            return t.to(low[0]) if torch.is_tensor(t) and t.is_floating_point() else t
-
-        return tuple(map(back, out)) if isinstance(out, tuple) else back(out)
-
-    wrapped.in_float32 = True
-    return staticmethod(wrapped)
-
-
-def run_mmcv_cpu_ops_in_float32() -> None:
-    """mmcv's CPU kernels of nms and RoIAlign take float32 only, and under CPU bfloat16 autocast the detectors
-    (RPN proposals, RoI feature extraction) hand them bfloat16: a Mask R-CNN or Cascade training step stops with
-    "expected scalar type Float but found BFloat16". (Their CUDA kernels take float16, as AmpOptimWrapper needs.)
-    Run both, forward and backward, in float32 on such inputs; float32 inputs are untouched. Idempotent."""
-    try:
-        from mmcv.ops.nms import NMSop
-        from mmcv.ops.roi_align import RoIAlignFunction
-    except ImportError:  # mmcv without its compiled ops: no detector to run
-        return
-    for function in (NMSop, RoIAlignFunction):
-        for name in ('forward', 'backward'):
-            method = function.__dict__.get(name)
-            if method is not None and not getattr(method.__func__, 'in_float32', False):
-                setattr(function, name, _in_float32(method.__func__))
-
-
 def sync_bn_to_bn(node: Any) -> int:
     """Turn every ``SyncBN``/``MMSyncBN`` norm config under ``node`` into ``BN`` in place; returns how many."""
     count = 0
@@ -153,7 +92,7 @@ def adapt_to_machine(cfg: Config, launcher: str) -> None:
       and PyTorch's SyncBatchNorm refuses CPU tensors once a process group exists.
     - A distributed run without CUDA uses the ``gloo`` backend (configs say ``nccl``) and a DDP wrapper without
       ``device_ids`` (mmengine's default names the local GPU); see :func:`init_cpu_distributed`.
-    - ``AmpOptimWrapper`` (a GPU-only wrapper) becomes :class:`CPUBF16OptimWrapper` on a CPU.
+    - ``AmpOptimWrapper`` (a GPU-only wrapper) becomes :class:`~mmincnext.engine.CPUBF16OptimWrapper` on a CPU.
     """
     on_cpu = get_device() == 'cpu'
     if launcher == 'none' or on_cpu:

@@ -6,7 +6,7 @@
 _base_ = ['mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py', '../reliable_runtime.py']
 # mmdet's modules (pixel decoder, assigner, losses) as mmseg's config imports them, and this package's.
 custom_imports = dict(
-    imports=['mmdet.models', 'mmincnext', 'mmincnext.datasets.seg', 'mmincnext.utils'], allow_failed_imports=False)
+    imports=['mmdet.models', 'mmincnext', 'mmincnext.datasets.seg'], allow_failed_imports=False)
 model = dict(
     backbone=dict(
         _delete_=True,

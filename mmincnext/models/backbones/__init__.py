@@ -1,3 +1,4 @@
-from .inception_next import InceptionNeXt
+from .inception_next import InceptionNeXt, IsotropicInceptionNeXt
+from .metanext import MetaNeXt, MetaNeXtIsotropic
 
-__all__ = ['InceptionNeXt']
+__all__ = ['InceptionNeXt', 'IsotropicInceptionNeXt', 'MetaNeXt', 'MetaNeXtIsotropic']

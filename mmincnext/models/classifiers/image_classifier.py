@@ -1,9 +1,8 @@
 """mmpretrain's ImageClassifier, with strict loading of a whole pretrained classifier (backbone and head)."""
-from mmengine.runner.checkpoint import CheckpointLoader
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 
-from ...checkpoint import CheckpointError, extract_state_dict, load_state_dict_strictly, select_prefix
+from ...checkpoint import CheckpointError, load_state_dict_strictly, read_state_dict, select_prefix
 
 
 @MODELS.register_module()
@@ -37,7 +36,7 @@ class InceptionNeXtClassifier(ImageClassifier):
             raise CheckpointError(f'Pretrained classifier checkpoints hold a backbone and a head only; this model '
                                   f'has other weights, which nothing would load: {params_elsewhere[:5]}')
         # Read once; the backbone and the head each take their part.
-        state_dict = extract_state_dict(CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location))
+        state_dict = read_state_dict(checkpoint, map_location)
         source = repr(checkpoint)
         if any(k.startswith('backbone.') for k in state_dict):
             load_state_dict_strictly(self.backbone, select_prefix(state_dict, 'backbone.', source),
