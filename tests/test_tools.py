@@ -271,6 +271,7 @@ def test_cpu_bf16_optim_wrapper_autocasts():
 def test_mmcv_cpu_ops_take_bfloat16_only_inside_the_cpu_bf16_wrapper():
     """CPU autocast hands mmcv's nms and RoIAlign bfloat16, which their CPU kernels refuse; the wrapper runs them in
     float32 while its forward and backward run, and leaves mmcv as it found it everywhere else."""
+    require('mmcv.ops')
     from mmcv.ops import nms, roi_align
     from mmcv.ops.nms import NMSop
     from mmcv.ops.roi_align import RoIAlignFunction
