@@ -27,7 +27,7 @@ for arg in "$@"; do
     --cuda) WITH_CUDA=1 ;;
     --onedl) MODE=onedl ;;
     --min) MODE=min ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "setup_env.sh: unknown option '$arg' (known: --keep-torch, --cuda, --onedl, --min)" >&2; exit 2 ;;
   esac
 done
