@@ -32,7 +32,9 @@ test-min: setup-min
 	$(MIN_PYTHON) -m pytest tests
 
 # `make gpu-wheels` (a machine that reaches PyPI): the pure-Python wheels tools/gpu_check.sh installs, for Python 3.12.
-# `make gpu-check` (a CUDA machine, no network needed): the CUDA tests and the GPU benchmark grid (tools/gpu_check.py).
+# `make gpu-check` (a CUDA machine, no network needed): the CUDA tests and the GPU benchmark grid (tools/gpu_check.py);
+# GPU_CHECK_ARGS passes options (e.g. --limit-s 480). Without make: bash tools/gpu_check.sh work_dirs/gpu_check.
+GPU_CHECK_ARGS ?=
 GPU_WHEELS := mmengine==0.10.7 mmcv-lite==2.1.0 addict==2.4.0 yapf==0.43.0 termcolor==3.3.0 platformdirs==4.14.8
 .PHONY: gpu-wheels gpu-check
 gpu-wheels:
@@ -40,4 +42,4 @@ gpu-wheels:
 	    --platform any -d .whl $(GPU_WHEELS)
 
 gpu-check:
-	bash tools/gpu_check.sh work_dirs/gpu_check
+	bash tools/gpu_check.sh work_dirs/gpu_check $(GPU_CHECK_ARGS)

@@ -114,15 +114,21 @@ CPU_FP16_AUTOCAST = torch_at_least(2, 2)
 # torch.serialization.safe_globals with (object, 'module.name') entries: the weights-only allow-list as a context.
 SAFE_GLOBALS_CONTEXT = torch_at_least(2, 6)
 # torch.library.triton_op / wrap_triton: a Triton kernel as a torch op (autograd, autocast, torch.compile).
-TRITON_OP = torch_at_least(2, 6)
+TRITON_OP_TORCH = (2, 6)
+TRITON_OP = torch_at_least(*TRITON_OP_TORCH)
 # wrap_triton accepts kernels built by Triton's CPU interpreter (TRITON_INTERPRET=1); 2.11 and 2.12 reject them.
 WRAP_TRITON_RUNS_INTERPRETED = torch_at_least(2, 13)
+
+
+def torch_requirement(major: int, minor: int, feature: str) -> str:
+    """The message that ``feature`` needs torch >= major.minor, naming this environment's torch."""
+    return f'{feature} needs torch >= {major}.{minor}; this environment has torch {torch.__version__}'
 
 
 def require_torch(major: int, minor: int, feature: str) -> None:
     """Raise a RuntimeError naming ``feature`` and the torch it needs, where this torch is older."""
     if not torch_at_least(major, minor):
-        raise RuntimeError(f'{feature} needs torch >= {major}.{minor}; this environment has torch {torch.__version__}')
+        raise RuntimeError(torch_requirement(major, minor, feature))
 
 
 def is_autocast_enabled(device_type: str) -> bool:

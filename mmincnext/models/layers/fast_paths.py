@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 
-from ...compat import TRITON_OP, is_autocast_enabled
+from ...compat import TRITON_OP, TRITON_OP_TORCH, get_autocast_dtype, is_autocast_enabled, torch_requirement
 from .metanext_block import MetaNeXtBlock
 from .token_mixers import InceptionDWConv2d
 
@@ -78,10 +78,16 @@ class FusedInceptionDWConv2d(InceptionDWConv2d):
                              f'"parallel"), got branches={self.branches!r}, bands={self.bands!r}')
         from ...ops import inception_dwconv  # imports Triton: only where the fused mixer is asked for
         self._op = inception_dwconv
+        # Set by the block's switch_to_deploy once fc1 directly follows (its BN folded): under autocast the kernel
+        # then writes the dtype fc1 casts its input to, instead of float32 that fc1 would cast (the same values).
+        self.writes_autocast_dtype = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out_dtype = None
+        if self.writes_autocast_dtype and is_autocast_enabled(x.device.type):
+            out_dtype = get_autocast_dtype(x.device.type)
         return self._op(x, self.dwconv_hw.weight, self.dwconv_hw.bias, self.dwconv_w.weight, self.dwconv_w.bias,
-                        self.dwconv_h.weight, self.dwconv_h.bias)
+                        self.dwconv_h.weight, self.dwconv_h.bias, out_dtype=out_dtype)
 
 
 def default_device() -> str:
@@ -125,7 +131,7 @@ def select_token_mixer(token_mixer: dict, fused_mixer: Optional[bool]) -> dict:
     if not paper_mixer or not resolve_fused_mixer(fused_mixer):  # the kernel runs the paper's mixer only
         return token_mixer
     if not TRITON_OP:
-        warnings.warn(f'fused_mixer: the fused Triton mixer needs torch >= 2.6 (torch.library.triton_op); torch '
-                      f'{torch.__version__} runs the eager mixer')
+        warnings.warn(torch_requirement(*TRITON_OP_TORCH, 'fused_mixer (the fused Triton mixer)') +
+                      ': the eager mixer runs instead')
         return token_mixer
     return dict(token_mixer, type=FusedInceptionDWConv2d)

@@ -80,6 +80,8 @@ class MetaNeXtBlock(nn.Module):
             fc1.bias.add_(fc1.weight.flatten(1) @ shift)
             fc1.weight.mul_(scale.view(1, -1, 1, 1))
             self.norm = nn.Identity()
+            if hasattr(self.token_mixer, 'writes_autocast_dtype'):  # the mixer now feeds fc1 directly
+                self.token_mixer.writes_autocast_dtype = True
         if self.gamma is not None:
             fc2.weight.mul_(self.gamma.view(-1, 1, 1, 1))
             fc2.bias.mul_(self.gamma)
