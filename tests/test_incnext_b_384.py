@@ -18,14 +18,13 @@ from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-from mmpretrain.datasets import RandomResizedCrop
-from mmpretrain.registry import MODELS
 from PIL import Image
 from safetensors.torch import save_file
 from timm.data import create_transform, resolve_data_config
 from timm.loss import LabelSmoothingCrossEntropy
 from timm.utils import ModelEmaV2
-from conftest import REPO, load_config, load_tool, randomize_reference_state, relative_error
+from conftest import (REPO, load_config, load_tool, randomize_reference_state, relative_error, require,
+                      require_config)
 
 import mmincnext.engine.hooks as hooks_module
 from mmincnext.checkpoint import read_checkpoint
@@ -53,6 +52,7 @@ TINY_ARCH = dict(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128))
 
 
 def build(cfg_model):
+    MODELS = require('mmpretrain.registry').MODELS
     init_default_scope('mmpretrain')
     return MODELS.build(cfg_model)
 
@@ -104,7 +104,7 @@ def test_train_pipeline_is_the_b_recipe_at_384():
     crops = [choice[0] for choice in crop.transforms]
     assert sorted(c.interpolation for c in crops) == sorted(TRAIN_PY['train_interpolation'])
     assert {c.scale for c in crops} == {SCRIPT['img_size']}
-    defaults = inspect.signature(RandomResizedCrop).parameters
+    defaults = inspect.signature(require('mmpretrain.datasets').RandomResizedCrop).parameters
     for key, expected in (('crop_ratio_range', TRAIN_PY['scale']), ('aspect_ratio_range', TRAIN_PY['ratio'])):
         assert all(tuple(c.get(key, defaults[key].default)) == pytest.approx(expected) for c in crops), key
     at_224 = copy.deepcopy(pipeline)
@@ -232,6 +232,7 @@ def test_released_384_weights_initialise_a_dense_backbone(released_384_files):
 
 def test_get_flops_counts_the_papers_figures_at_384(capsys):
     """With no --shape, tools/get_flops.py counts a classifier at its test crop: 384 here."""
+    require_config(CONFIG)
     load_tool('get_flops').main([str(REPO / 'configs' / CONFIG)])
     out = capsys.readouterr().out
     assert 'input 3x384x384' in out
@@ -366,6 +367,7 @@ def test_config_trains_with_ema_and_evaluates_at_384(tmp_path):
     """A config inheriting configs/incnext_b_in1k_384.py, as a user writes one: a small arch from a checkpoint in the
     official layout, the embedded ImageNet-layout data; everything else (pipelines at 384, EMA, optimizer, constant
     lr) is the config's. Trains an epoch of two steps through tools/train.py, then validates the EMA at 384."""
+    require_config(CONFIG)
     torch.manual_seed(0)
     start = timm.models.inception_next.MetaNeXt(num_classes=1000, **TINY_ARCH)  # the official layout
     checkpoint = tmp_path / 'start.pth'
