@@ -1,10 +1,14 @@
 # `make demo`: set up .venv (first run: ~20 min, mostly building mmcv) and train + evaluate the embedded demo.
 # `make test`: set up .venv and run the test suite.
-# `make test-onedl`: set up .venv-onedl (the OneDL forks of the OpenMMLab libraries) and run the integration subset.
+# `make test-onedl`: set up .venv-onedl (the OneDL forks of the OpenMMLab libraries on Python 3.12 and torch 2.12) and
+# run the integration subset, the fused mixer's tests (Triton's CPU interpreter) and the GPU check's dry run.
+# `make test-min`: set up .venv-min (the oldest supported stack: Python 3.9, torch 2.1, numpy 1.26, mmcv-lite, no task
+# library) and run the whole suite; tests that need mmcv's compiled ops or mmseg/mmdet/mmpretrain skip, saying so.
 PYTHON := .venv/bin/python
 ONEDL_PYTHON := .venv-onedl/bin/python
+MIN_PYTHON := .venv-min/bin/python
 
-.PHONY: setup demo test setup-onedl test-onedl
+.PHONY: setup demo test setup-onedl test-onedl setup-min test-min
 setup:
 	bash tools/setup_env.sh
 
@@ -19,6 +23,13 @@ setup-onedl:
 
 test-onedl: setup-onedl
 	$(ONEDL_PYTHON) -m pytest -m integration tests
+	$(ONEDL_PYTHON) -m pytest tests/test_fused_mixer.py tests/test_gpu_check.py
+
+setup-min:
+	bash tools/setup_env.sh --min
+
+test-min: setup-min
+	$(MIN_PYTHON) -m pytest tests
 
 # `make gpu-wheels` (a machine that reaches PyPI): the pure-Python wheels tools/gpu_check.sh installs, for Python 3.12.
 # `make gpu-check` (a CUDA machine, no network needed): the CUDA tests and the GPU benchmark grid (tools/gpu_check.py);

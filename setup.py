@@ -74,7 +74,8 @@ if __name__ == '__main__':
         long_description_content_type='text/markdown',
         packages=find_packages(include=['mmincnext', 'mmincnext.*']),
         include_package_data=True,
-        python_requires='>=3.8',
+        # 3.9: the oldest Python numpy 1.26 and torch 2.1 share (CI's .venv-min, docs/compatibility.md)
+        python_requires='>=3.9',
         install_requires=read_requirements('runtime.txt'),
         extras_require={
             **family_extras(),

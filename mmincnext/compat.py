@@ -1,5 +1,5 @@
 """What differs between the environments mmincnext supports, in one place: the OpenMMLab family (upstream or OneDL)
-and the PyTorch and numpy versions (torch 2.1 to the newest, numpy 1.x and 2.x).
+and the PyTorch and numpy versions (torch 2.1 to the newest, numpy 1.x and 2.x; docs/compatibility.md).
 
 Upstream OpenMMLab and the OneDL forks: one import name, two distributions.
 
@@ -23,6 +23,7 @@ import importlib.util
 import re
 from typing import Tuple
 
+import numpy as np
 import torch
 
 # import name -> (upstream distribution, OneDL distribution, the extras that bring it: upstream, OneDL)
@@ -153,3 +154,32 @@ def grad_scaler(device_type: str):
     if device_type != 'cuda':
         require_torch(2, 3, f'A GradScaler on {device_type!r}')
     return torch.cuda.amp.GradScaler()
+
+
+# dynamo traces torch.promote_types, which the backbone's no-grad GEMM path calls: before, torch.compile breaks the
+# inference graph there (fullgraph=True fails; measured on 2.1, traced on 2.4; 2.2 and 2.3 not measured).
+DYNAMO_TRACES_PROMOTE_TYPES = torch_at_least(2, 4)
+
+
+def onnx_export_torchscript(model, args, path, **kwargs) -> None:
+    """``torch.onnx.export`` with its TorchScript-based exporter: torch 2.9 made the dynamo exporter (which needs
+    onnxscript) the default, through a ``dynamo`` argument that older torch (2.1) does not take."""
+    import inspect
+    if 'dynamo' in inspect.signature(torch.onnx.export).parameters:
+        kwargs['dynamo'] = False
+    torch.onnx.export(model, args, path, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# numpy versions (1.x and 2.x).
+# ---------------------------------------------------------------------------------------------------------------------
+NUMPY_VERSION = _version_tuple(np.__version__)
+
+# numpy 2 moved its C core from numpy.core to numpy._core, and pickles name the module of the numpy that wrote them.
+# numpy 1.26 ships numpy._core as a stub whose multiarray re-exports numpy.core's, but ``np._core.multiarray``
+# exists there only once something imported it: probing attributes is not enough, the import decides. Older numpy
+# has no numpy._core.
+try:
+    from numpy._core import multiarray as numpy_multiarray
+except ImportError:  # numpy < 1.26
+    from numpy.core import multiarray as numpy_multiarray

@@ -1,6 +1,7 @@
 """Shared test helpers (imported as ``from conftest import ...``) and fixtures."""
 import copy
 import functools
+import importlib
 import importlib.util
 from pathlib import Path
 
@@ -13,7 +14,45 @@ from mmengine.config import Config
 from mmengine.config import utils as config_utils
 from mmengine.hub import get_config
 
+from mmincnext.compat import DISTRIBUTIONS
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+def require(module: str):
+    """``module`` imported for a test, or the test skipped where the environment lacks it (make test-min's venv has
+    mmcv-lite, without compiled ops, and no task library). Called at a test module's top, it skips the whole module.
+
+    Only the absence of ``module`` itself, or of mmcv's compiled ops (which mmseg and mmdet import), skips: any other
+    import error, e.g. a dependency a task library forgot to declare, fails as usual."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        missing = err.name or ''
+        if missing == 'mmcv._ext':
+            reason = f"needs mmcv's compiled ops ({module} imports them): mmcv or onedl-mmcv with ops, not mmcv-lite"
+        elif missing and (module == missing or module.startswith(missing + '.')):
+            families = DISTRIBUTIONS.get(missing)
+            reason = f'needs {missing}' + (f' ({families[0]} or {families[1]})' if families else '')
+        else:
+            raise
+        pytest.skip(reason, allow_module_level=True)
+
+
+# The task library each of our configs builds with, by the dataset in its name; the embedded demos by name.
+CONFIG_LIBRARIES = {'ade20k': 'mmseg', 'coco': 'mmdet', 'in1k': 'mmpretrain', 'upernet_incnext_demo': 'mmseg',
+                    'mask_rcnn_incnext_demo': 'mmdet', 'incnext_cls_demo': 'mmpretrain'}
+
+
+def require_config(name: str):
+    """:func:`require` the task library that ``configs/<name>`` (or an ``'mmseg::...'``/``'mmdet::...'`` config)
+    inherits from and builds with."""
+    if '::' in name:
+        return require(name.split('::')[0])
+    stem = Path(name).stem
+    libraries = {library for key, library in CONFIG_LIBRARIES.items() if key in stem}
+    assert len(libraries) == 1, f'{name}: add its task library to CONFIG_LIBRARIES in tests/conftest.py'
+    return require(libraries.pop())
 
 # mmengine resolves every `mmdet::`/`mmseg::` base by parsing all of that package's metafiles again (~100 YAML
 # files, over a second of CPU each time here); a test session parses each file once (they do not change under it).
@@ -29,7 +68,8 @@ def load_tool(name: str):
 
 
 def load_config(name: str) -> Config:
-    """``configs/<name>``."""
+    """``configs/<name>`` (the test skips where its task library is missing: :func:`require_config`)."""
+    require_config(name)
     return Config.fromfile(str(REPO / 'configs' / name))
 
 
@@ -40,7 +80,8 @@ def _parsed_config(name: str) -> Config:
 
 def config_copy(name: str) -> Config:
     """``configs/<name>``, or an mmseg/mmdet config ``'pkg::path'``, parsed once per session (a copy each call, so
-    a test may change it)."""
+    a test may change it; the test skips where its task library is missing: :func:`require_config`)."""
+    require_config(name)
     return copy.deepcopy(_parsed_config(name))
 
 

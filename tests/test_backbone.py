@@ -1,7 +1,7 @@
 """The InceptionNeXt backbone against timm's reference implementation and the paper's sizes."""
 import pytest
 import torch
-from conftest import reference_stage_outputs
+from conftest import reference_stage_outputs, require
 from mmengine.registry import DefaultScope
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -59,7 +59,7 @@ def test_parameter_counts_match_timm_and_paper(arch, timm_reference):
 
 @pytest.mark.parametrize('scope', ['mmseg', 'mmdet'])
 def test_builds_from_downstream_registries(scope):
-    registry = pytest.importorskip(f'{scope}.registry')
+    registry = require(f'{scope}.registry')
     with DefaultScope.overwrite_default_scope(scope):
         model = registry.MODELS.build(dict(type='InceptionNeXt', arch='atto', out_indices=(1, 3)))
     assert isinstance(model, InceptionNeXt)
@@ -69,7 +69,7 @@ def test_builds_from_downstream_registries(scope):
 
 def test_config_with_custom_imports_builds(tmp_path):
     from mmengine.config import Config
-    from mmseg.registry import MODELS
+    MODELS = require('mmseg.registry').MODELS
     cfg_file = tmp_path / 'cfg.py'
     cfg_file.write_text("custom_imports = dict(imports=['mmincnext'], allow_failed_imports=False)\n"
                         "default_scope = 'mmseg'\n"

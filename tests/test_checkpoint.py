@@ -10,8 +10,22 @@ from mmengine.logging import HistoryBuffer, MMLogger
 from mmengine.runner import load_checkpoint
 from safetensors.torch import save_file
 
+import mmincnext.checkpoint
 from mmincnext.checkpoint import CheckpointError, read_checkpoint
+from mmincnext.compat import SAFE_GLOBALS_CONTEXT
 from mmincnext.models import InceptionNeXt
+
+
+# torch's weights-only unpickler takes the allow-list from torch 2.6; mmincnext's applies the same rules to the same
+# list on older torch, and is tested here on every torch.
+UNPICKLERS = (['torch-safe-globals'] if SAFE_GLOBALS_CONTEXT else []) + ['own-unpickler']
+
+
+@pytest.fixture(autouse=True, params=UNPICKLERS)
+def unpickler(request, monkeypatch):
+    """Every test reads through each weights-only path this torch has."""
+    monkeypatch.setattr(mmincnext.checkpoint, 'SAFE_GLOBALS_CONTEXT', request.param == 'torch-safe-globals')
+    return request.param
 
 
 def pretrained(arch, path, **kwargs):
@@ -154,3 +168,55 @@ def test_url_checkpoints_are_read_safely(atto, tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match='Refusing to unpickle'):
         CheckpointLoader.load_checkpoint('https://example.org/model/evil.pth')
     assert not (tmp_path / 'pwned').exists()
+
+
+def test_checkpoint_of_the_other_numpy_major_loads(tmp_path):
+    """numpy 2 pickles its arrays and scalars under numpy._core, numpy 1 under numpy.core: each reads the other's.
+    (The legacy torch.save format keeps the pickle uncompressed, so the module names can be swapped in place.)"""
+    saved = dict(meta=dict(seed=np.int64(3), lr=np.float32(0.5)), stats=np.arange(4, dtype=np.float32))
+    path = tmp_path / 'other_numpy.pth'
+    torch.save(saved, path, _use_new_zipfile_serialization=False)
+    data = path.read_bytes()
+    ours, theirs = ((b'numpy._core.multiarray\n', b'numpy.core.multiarray\n') if b'numpy._core.multiarray\n' in data
+                    else (b'numpy.core.multiarray\n', b'numpy._core.multiarray\n'))
+    assert ours in data
+    path.write_bytes(data.replace(ours, theirs))
+    loaded = read_checkpoint(path)
+    assert loaded['meta'] == saved['meta'] and type(loaded['meta']['seed']) is np.int64
+    np.testing.assert_array_equal(loaded['stats'], saved['stats'])
+
+
+HISTORY_BUFFER = b'cmmengine.logging.history_buffer\nHistoryBuffer\n'
+GETATTR = b'c__builtin__\ngetattr\n'  # how protocol 2 (torch.save's) names builtins.getattr
+
+
+def unicode(text: str) -> bytes:
+    return b'X' + len(text).to_bytes(4, 'little') + text.encode()
+
+
+# Protocol-2 pickles that use allowed names in ways the allow-list must not allow, each with the side effect it
+# would have. (A plain pickle is torch.load's legacy format: its first object is read before anything else.)
+ABUSES = {
+    # BUILD on the allowed class itself: setattr(HistoryBuffer, 'update', 0) would change every buffer in the process
+    'state-of-an-allowed-class': (HISTORY_BUFFER + b'N}' + unicode('update') + b'K\x00s\x86b.',
+                                  lambda: HistoryBuffer.update == 0),
+    # the getattr stand-in resolves HistoryBuffer's statistics only, not any attribute
+    'getattr-beyond-statistics': (GETATTR + HISTORY_BUFFER + unicode('__init__') + b'\x86R.', lambda: False),
+    # a function reached through getattr is data, not something a pickle may call
+    'call-what-getattr-returned': (GETATTR + HISTORY_BUFFER + unicode('mean') + b'\x86R'
+                                   + HISTORY_BUFFER + b')\x81\x85R.', lambda: False),
+}
+
+
+@pytest.mark.parametrize('abuse', list(ABUSES))
+def test_allowed_names_cannot_be_abused(abuse, tmp_path):
+    payload, side_effect = ABUSES[abuse]
+    original_update = HistoryBuffer.update
+    path = tmp_path / f'{abuse}.pth'
+    path.write_bytes(b'\x80\x02' + payload)
+    try:
+        with pytest.raises(CheckpointError, match='Refusing to unpickle'):
+            read_checkpoint(path)
+        assert not side_effect()
+    finally:
+        HistoryBuffer.update = original_update

@@ -13,16 +13,18 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
-from mmpretrain.registry import DATASETS, MODELS
 from safetensors.torch import save_file
 from timm.optim import param_groups_weight_decay
-from conftest import REPO, load_config, load_tool, relative_error
+from conftest import REPO, load_config, load_tool, relative_error, require
 
-import mmincnext.datasets.synthetic_imagenet as synthetic
-from mmincnext.checkpoint import CheckpointError, read_checkpoint
-from mmincnext.datasets.synthetic_imagenet import SyntheticImageNet, generate_synthetic_imagenet
-from mmincnext.models import InceptionNeXt
-from mmincnext.models.classifiers import InceptionNeXtClassifier
+require('mmpretrain')  # the configs, the dataset and the classifier are mmpretrain's
+from mmpretrain.registry import DATASETS, MODELS  # noqa: E402
+
+import mmincnext.datasets.synthetic_imagenet as synthetic  # noqa: E402
+from mmincnext.checkpoint import CheckpointError, read_checkpoint  # noqa: E402
+from mmincnext.datasets.synthetic_imagenet import SyntheticImageNet, generate_synthetic_imagenet  # noqa: E402
+from mmincnext.models import InceptionNeXt  # noqa: E402
+from mmincnext.models.classifiers import InceptionNeXtClassifier  # noqa: E402
 
 CONFIGS = dict(atto='incnext_atto_in1k.py', tiny='incnext_t_in1k.py', small='incnext_s_in1k.py',
                base='incnext_b_in1k.py')
@@ -295,7 +297,7 @@ def test_own_checkpoint_loads_into_the_classifier(demo_run):
 
 def test_demo_checkpoint_initialises_the_segmentation_demo(demo_run):
     """The segmentation demo's backbone has this demo's arch: its init_cfg can point at our checkpoint."""
-    from mmseg.registry import MODELS as SEG_MODELS
+    SEG_MODELS = require('mmseg.registry').MODELS
     cfg = Config.fromfile(str(REPO / 'configs' / 'demo' / 'upernet_incnext_demo.py'))
     assert cfg.model.backbone.arch == demo_run['cfg'].model.backbone.arch
     cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(demo_run['checkpoint']), prefix='backbone.')

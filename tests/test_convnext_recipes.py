@@ -10,9 +10,12 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
-from conftest import config_copy, timm_backbone_params, unscoped
+from conftest import config_copy, require, timm_backbone_params, unscoped
 
 from mmincnext.utils import adapt_to_machine, build_model_from_config
+
+# mmseg's and mmdet's ConvNeXt configs, the references here, import mmpretrain's ConvNeXt (custom_imports).
+require('mmpretrain')
 
 SEG = {  # ours -> mmseg's, with mmseg's stage-wise num_layers
     'upernet_incnext_t_ade20k_convnext_recipe.py': 'convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py',

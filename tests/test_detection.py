@@ -3,17 +3,19 @@ import json
 import os.path as osp
 
 import numpy as np
-import pycocotools.mask as mask_util
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
-from conftest import REPO, load_config
+from conftest import REPO, load_config, require
 
-import mmincnext.datasets.det  # noqa: F401  (registers the dataset classes)
-from mmincnext.datasets.synthetic_coco import CLASSES, generate_synthetic_coco
+require('mmdet')  # Mask R-CNN, the COCO dataset and pycocotools (an mmdet requirement)
+import pycocotools.mask as mask_util  # noqa: E402
+
+import mmincnext.datasets.det  # noqa: F401,E402  (registers the dataset classes)
+from mmincnext.datasets.synthetic_coco import CLASSES, generate_synthetic_coco  # noqa: E402
 
 DEMO = str(REPO / 'configs/demo/mask_rcnn_incnext_demo.py')
 TINY_SET = dict(num_train_images=6, num_val_images=4, image_size=128, seed=0)

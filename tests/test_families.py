@@ -14,7 +14,7 @@ from mmengine.config import utils as config_utils
 from packaging.requirements import Requirement
 
 import onedl_lookup
-from conftest import REPO
+from conftest import REPO, require
 from mmincnext import compat
 
 UPSTREAM = {'mmcv', 'mmengine', 'mmsegmentation', 'mmdet', 'mmpretrain'}
@@ -68,6 +68,28 @@ def test_each_venvs_pins_satisfy_its_extras(constraints, extra):
     assert not set(pins) & (ONEDL if extra == 'all' else UPSTREAM)
 
 
+def test_the_declared_range_holds_every_venv_and_starts_at_the_oldest():
+    """requirements/runtime.txt declares torch and numpy ranges, setup.py the oldest Python: each venv's pins lie inside
+    them, and .venv-min (make test-min) is built at their lower ends, so the oldest declared stack is a tested one."""
+    import re
+    setup = setup_module_namespace()
+    declared = {req.name: req.specifier for req in map(Requirement, setup.read_requirements('runtime.txt'))}
+    minimum = {name: next(spec.version for spec in specifier if spec.operator == '>=')
+               for name, specifier in declared.items() if name in ('torch', 'numpy')}
+    for constraints in ('constraints.txt', 'constraints-onedl.txt', 'constraints-min.txt'):
+        pins = {req.name: str(req.specifier)[2:] for req in map(Requirement, setup.read_requirements(constraints))
+                if str(req.specifier).startswith('==')}
+        for name in ('torch', 'numpy'):
+            if name in pins:
+                assert declared[name].contains(pins[name]), (constraints, name, pins[name], declared[name])
+    min_pins = {req.name: str(req.specifier)[2:] for req in map(Requirement,
+                                                                setup.read_requirements('constraints-min.txt'))}
+    assert min_pins['torch'].split('.')[:2] == minimum['torch'].split('.')[:2]
+    python_requires = re.search(r"python_requires='>=([\d.]+)'", (REPO / 'setup.py').read_text()).group(1)
+    min_python = re.search(r'\n *min\)\n *PYTHON_VERSION=([\d.]+)', (REPO / 'tools' / 'setup_env.sh').read_text())
+    assert min_python and min_python.group(1) == python_requires
+
+
 def test_a_missing_library_is_named_with_both_distributions():
     code = """
 import sys
@@ -99,6 +121,8 @@ def simulate_onedl(monkeypatch):
 
 def test_the_simulation_shows_the_onedl_failure(monkeypatch):
     """Without the fix, a `mmseg::` base fails as it does under onedl-mmsegmentation; `mmdet::` works."""
+    require('mmseg')
+    require('mmdet')
     simulate_onedl(monkeypatch)
     with pytest.raises(ModuleNotFoundError, match='mmsegmentation is not installed'):
         Config.fromfile(str(REPO / 'configs' / 'upernet_incnext_t_ade20k.py'))
@@ -109,6 +133,8 @@ def test_every_config_loads_where_only_onedl_distributions_are(monkeypatch):
     """With the fix ``import mmincnext`` applies there, every config (with all its mmseg::, mmdet:: and mmpretrain::
     bases) loads to the same config as here, and each external base comes from the importable package's directory.
     (tests/test_packaging.py does the same with the installed wheel's .mim.)"""
+    for library in ('mmseg', 'mmdet', 'mmpretrain'):
+        require(library)
     expected = {name: Config.fromfile(str(REPO / 'configs' / name)).to_dict() for name in CONFIGS}
     simulate_onedl(monkeypatch)
     assert compat.find_config_bases_by_module() == ['mmseg']
@@ -125,6 +151,7 @@ def test_every_config_loads_where_only_onedl_distributions_are(monkeypatch):
 def test_config_lookup_is_fixed_only_where_needed():
     """In either real venv: upstream keeps mmengine's mapping; OneDL gets the module name, and a `mmseg::` base
     loads."""
+    require('mmseg')
     import mmincnext  # noqa: F401
     expected = 'mmsegmentation' if installed('mmsegmentation') else 'mmseg'
     assert config_utils.MODULE2PACKAGE['mmseg'] == expected
@@ -135,6 +162,13 @@ def test_config_lookup_is_fixed_only_where_needed():
 
 @pytest.mark.integration
 def test_this_venv_holds_one_family():
-    family = ONEDL if installed('onedl-mmengine') else UPSTREAM
-    assert all(installed(name) for name in family)
-    assert not any(installed(name) for name in (UPSTREAM | ONEDL) - family)
+    """Each venv holds one family and nothing of the other: all of it, or (make test-min) its foundation with
+    mmcv-lite, upstream's mmcv without compiled ops."""
+    family, other = (ONEDL, UPSTREAM) if installed('onedl-mmengine') else (UPSTREAM, ONEDL)
+    present = {name for name in family if installed(name)}
+    if installed('mmcv-lite'):
+        assert family is UPSTREAM and 'mmcv' not in present  # two distributions of one import name
+        assert {'mmengine'} <= present
+    else:
+        assert present == family
+    assert not any(installed(name) for name in other)

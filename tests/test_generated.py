@@ -1,21 +1,23 @@
 """The generated datasets share one writer (mmincnext.datasets.generated.write_once): a generation stopped half-way
 leaves nothing behind, so the next run starts clean instead of reusing half a dataset."""
+import importlib
+
 import mmcv
 import pytest
+from conftest import require
 
-from mmincnext.datasets.cls import generate_synthetic_imagenet
-from mmincnext.datasets.det import generate_synthetic_coco
-from mmincnext.datasets.seg import generate_synthetic_scenes
-
+# (the task library the dataset registers with, its module in mmincnext.datasets, the generator, its settings)
 GENERATORS = [
-    (generate_synthetic_scenes, dict(num_train=24, num_val=6, image_size=64)),
-    (generate_synthetic_imagenet, dict(num_train=6, num_val=3, image_size=48)),
-    (generate_synthetic_coco, dict(num_train_images=8, num_val_images=4, image_size=64)),
+    ('mmseg', 'seg', 'generate_synthetic_scenes', dict(num_train=24, num_val=6, image_size=64)),
+    ('mmpretrain', 'cls', 'generate_synthetic_imagenet', dict(num_train=6, num_val=3, image_size=48)),
+    ('mmdet', 'det', 'generate_synthetic_coco', dict(num_train_images=8, num_val_images=4, image_size=64)),
 ]
 
 
-@pytest.mark.parametrize('generate, settings', GENERATORS, ids=lambda g: getattr(g, '__name__', ''))
-def test_interrupted_generation_leaves_nothing(generate, settings, tmp_path, monkeypatch):
+@pytest.mark.parametrize('library, module, name, settings', GENERATORS, ids=[g[2] for g in GENERATORS])
+def test_interrupted_generation_leaves_nothing(library, module, name, settings, tmp_path, monkeypatch):
+    require(library)
+    generate = getattr(importlib.import_module(f'mmincnext.datasets.{module}'), name)
     calls = []
     imwrite = mmcv.imwrite
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from safetensors.torch import save_file
-from conftest import REPO, enlarged, load_tool, read_demo_picture, relative_error
+from conftest import REPO, enlarged, load_tool, read_demo_picture, relative_error, require, require_config
 
 import mmincnext.checkpoint
 from mmincnext.checkpoint import CheckpointError, read_checkpoint
@@ -71,6 +71,7 @@ def timm_logits(reference, inputs):
 @pytest.mark.integration
 @pytest.mark.parametrize('file_format', ['pth', 'safetensors'])
 def test_converted_classifier_equals_timm_in_mmpretrain(atto_files, file_format, tmp_path, offline, reads):
+    require('mmpretrain')
     from mmpretrain import ImageClassificationInferencer, get_model
     from mmpretrain.datasets.categories import IMAGENET_CATEGORIES
 
@@ -102,6 +103,7 @@ def test_converted_classifier_equals_timm_in_mmpretrain(atto_files, file_format,
 
 
 def test_converter_names_a_wrong_or_unknown_arch(atto_files, tmp_path):
+    require('mmpretrain')  # the converter builds the classifier of the matching ImageNet config
     convert = load_tool('convert_checkpoint').main
     with pytest.raises(CheckpointError, match=r'--arch tiny given, but the weights are InceptionNeXt-atto'):
         convert([str(atto_files['pth']), str(tmp_path / 'out.pth'), '--arch', 'tiny'])
@@ -120,6 +122,7 @@ def test_converter_names_a_wrong_or_unknown_arch(atto_files, tmp_path):
 # --- demo checkpoints -> the three Inferencers -----------------------------------------------------------------
 def train_demo(name: str, root, options: dict) -> dict:
     """One training iteration of ``configs/demo/<name>`` through tools/train.py: a real Runner checkpoint."""
+    require_config(name)
     config = str(DEMOS / name)
     runner = load_tool('train').main([config, '--work-dir', str(root / 'work_dir'), '--cfg-options',
                                       'default_hooks.logger.interval=1', *(f'{k}={v}' for k, v in options.items())])

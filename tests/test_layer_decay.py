@@ -11,7 +11,7 @@ import re
 import pytest
 import torch.nn as nn
 from mmengine.optim import build_optim_wrapper
-from conftest import load_config
+from conftest import load_config, require
 
 import mmincnext  # noqa: F401  (registers the constructor in mmengine's root registry)
 from mmincnext.engine import InceptionNeXtLearningRateDecayOptimizerConstructor
@@ -84,8 +84,8 @@ def lr_and_decay_by_role(model: nn.Module, param_groups) -> dict:
 @functools.lru_cache(maxsize=None)
 def convnext_reference(depths, decay_type, num_layers) -> dict:
     """mmseg's constructor on mmpretrain's ConvNeXt (narrow: the rules depend on the names, not the widths)."""
-    from mmpretrain.models import ConvNeXt
-    from mmseg.engine.optimizers import LearningRateDecayOptimizerConstructor
+    ConvNeXt = require('mmpretrain.models').ConvNeXt
+    LearningRateDecayOptimizerConstructor = require('mmseg.engine.optimizers').LearningRateDecayOptimizerConstructor
     model = Segmentor(ConvNeXt(arch=dict(depths=list(depths), channels=[8, 16, 32, 64]), out_indices=[0, 1, 2, 3],
                                gap_before_final_norm=False))
     cfg = optim_wrapper_cfg(decay_type, num_layers)
@@ -172,7 +172,7 @@ def test_num_layers_too_small_for_arch():
 
 
 def test_model_without_inception_next():
-    from mmpretrain.models import ConvNeXt
+    ConvNeXt = require('mmpretrain.models').ConvNeXt
     model = Segmentor(ConvNeXt(arch=dict(depths=[1, 1, 1, 1], channels=[8, 16, 32, 64])))
     with pytest.raises(TypeError, match='needs a model with exactly one InceptionNeXt backbone.*ConvNeXt'):
         build_optim_wrapper(model, optim_wrapper_cfg('layer_wise', 6))

@@ -10,7 +10,7 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config
 from modelindex.load_model_index import load
-from conftest import REPO, load_tool
+from conftest import REPO, load_tool, require_config
 
 from mmincnext.models.layers import SelfAttention2d
 
@@ -95,6 +95,7 @@ def _config(path: str) -> Config:
 
 
 def config(path: str) -> Config:
+    require_config(path)
     return copy.deepcopy(_config(path))
 
 

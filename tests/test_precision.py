@@ -5,12 +5,14 @@ fast paths and on every device present (CUDA tests skip without a GPU).
 The bar is the reference's own error: ours under a half type may differ from timm's float32 results by no more than
 timm under the same half type does (times a small margin for rounding in another order), and our residual stream
 keeps the dtype timm's keeps it in."""
+import contextlib
 import copy
 
 import pytest
 import torch
 from conftest import randomize_reference_state, reference_stage_outputs, relative_error
 
+from mmincnext.compat import CPU_FP16_AUTOCAST
 from mmincnext.models import InceptionNeXt
 
 DEVICES = ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(not torch.cuda.is_available(), reason='no GPU'))]
@@ -27,8 +29,15 @@ ZERO_GRADIENT = ('stem.0.bias', 'token_mixer.dwconv_hw.bias', 'token_mixer.dwcon
 GRAD_SCALE_FLOOR = 1e-4
 
 
+def require_autocast(device, precision):
+    """Skip where this torch has no such autocast: CPU float16 autocast came with torch 2.2."""
+    if device == 'cpu' and precision == 'fp16' and not CPU_FP16_AUTOCAST:
+        pytest.skip('CPU float16 autocast needs torch >= 2.2')
+
+
 def autocast(device, precision):
-    return torch.autocast(device, dtype=DTYPES.get(precision, torch.float32), enabled=precision != 'fp32')
+    """torch.autocast for bf16/fp16; none for fp32 (torch 2.1 rejects even a disabled float32 autocast on CPU)."""
+    return contextlib.nullcontext() if precision == 'fp32' else torch.autocast(device, dtype=DTYPES[precision])
 
 
 @pytest.fixture(scope='module')
@@ -95,6 +104,7 @@ def assert_within_reference_error(ours, reference_low, reference_fp32, what, min
 def test_equals_timm_within_its_own_error(atto_pair, device, fast_path, trained, training, precision):
     if device == 'cpu' and fast_path == 'reference' and not training:
         pytest.skip("timm's own op sequence (the CUDA default): its training pass checks the same forward on CPU")
+    require_autocast(device, precision)
     reference, ours = atto_pair(trained, device, fast_path)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)).to(device)
     truth = run(reference, x, device, 'fp32', training, reference_stage_outputs)
@@ -121,6 +131,7 @@ def test_equals_timm_within_its_own_error(atto_pair, device, fast_path, trained,
 def test_deployed_model_keeps_reference_numerics(atto_pair, device, precision):
     """switch_to_deploy folds BNs and trained layer scales into the convs: under autocast its stream still has
     timm's dtype and its error stays within (a margin over) timm's own."""
+    require_autocast(device, precision)
     reference, ours = atto_pair(True, device, 'auto')
     ours.eval().switch_to_deploy()
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)).to(device)
@@ -138,6 +149,7 @@ def test_deployed_model_keeps_reference_numerics(atto_pair, device, precision):
 def test_fp16_keeps_tiny_layer_scale():
     """The finding behind these tests: with the layer scale folded into fc2's weight, float16 autocast turned
     W * 1e-6 (~2e-8, below float16's smallest subnormal) into 0 and the branch was lost. Unfolded, it survives."""
+    require_autocast('cpu', 'fp16')
     model = InceptionNeXt('atto', out_norms=False, fast_path='gemm').train()
     block = model.stages[2].blocks[0]
     x = torch.randn(2, 160, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -150,7 +162,7 @@ def test_fp16_keeps_tiny_layer_scale():
         return captured[0]
 
     exact = branch()
-    with torch.autocast('cpu', dtype=torch.float16):
+    with autocast('cpu', 'fp16'):
         low = branch()
     assert low.dtype == torch.float32  # fp16 branch times the float32 layer scale, as in timm
     assert relative_error(low.float(), exact) < 0.1

@@ -10,7 +10,7 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS, DefaultScope
-from conftest import REPO, load_tool
+from conftest import REPO, load_tool, require, require_config
 from test_tools import CONFIG, write_ade20k
 
 from mmincnext.checkpoint import read_checkpoint
@@ -34,6 +34,7 @@ class _InterruptAfter(Hook):
 
 def demo_child_config(tmp_path, name, interrupt_after=None):
     """The demo config on a small generated set, 4 iterations, drop path on (so the model draws random numbers)."""
+    require_config(DEMO_CONFIG.name)
     hooks = "[dict(type='NonFiniteLossHook'), dict(type='RandomStateHook')]"
     if interrupt_after:
         hooks = hooks[:-1] + f", dict(type='_InterruptAfter', iteration={interrupt_after})]"
@@ -75,7 +76,7 @@ def test_resume_on_demo_config_equals_uninterrupted_run(tmp_path):
 def test_undecodable_image_is_named(tmp_path):
     """Documented choice: an image that cannot be decoded stops training with an error naming the file (mmcv's
     LoadImageFromFile), rather than being skipped, which would silently change the dataset."""
-    from mmseg.registry import DATASETS
+    DATASETS = require('mmseg.registry').DATASETS
     data_root = write_ade20k(tmp_path / 'ADEChallengeData2016', counts=(('training', 3), ('validation', 1)))
     broken = sorted((data_root / 'images' / 'training').glob('*.jpg'))[1]
     broken.write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
@@ -97,6 +98,7 @@ def free_port():
 
 def test_dist_train_two_cpu_processes(tmp_path):
     from test_tools import tiny_options
+    require_config(CONFIG)
     data_root = write_ade20k(tmp_path / 'ADEChallengeData2016')
     checkpoint = tmp_path / 'atto.pth'
     from mmincnext.models import InceptionNeXt

@@ -12,9 +12,13 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.structures import PixelData
 from torch.nn.modules.batchnorm import _BatchNorm
-from conftest import REPO, config_copy, load_tool, timm_backbone_params, unscoped
+from conftest import REPO, config_copy, load_tool, require, timm_backbone_params, unscoped
 
 from mmincnext.utils import build_model_from_config
+
+# RetinaNet is mmdet's; Mask2Former is mmseg's and imports mmdet's models.
+require('mmdet')
+require('mmseg')
 
 RETINANET = 'retinanet_incnext_t_coco.py'
 MASK2FORMER = 'mask2former_incnext_t_ade20k.py'

@@ -8,7 +8,7 @@ from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
-from conftest import load_config
+from conftest import load_config, require
 
 from mmincnext.utils import sync_bn_to_bn
 
@@ -109,7 +109,7 @@ def test_upernet_weight_decay_skips_norms_and_layer_scales():
 
 def test_tta_model_and_pipeline_build():
     from mmcv.transforms import Compose
-    from mmseg.models import SegTTAModel
+    SegTTAModel = require('mmseg.models').SegTTAModel
     from mmseg.registry import MODELS
 
     cfg = load('upernet_incnext_t_ade20k.py')

@@ -4,7 +4,7 @@ test_benchmark.py)."""
 import pytest
 import timm
 import torch
-from conftest import REPO, load_tool, randomize_reference_state, reference_stage_outputs, relative_error
+from conftest import REPO, load_tool, randomize_reference_state, reference_stage_outputs, relative_error, require_config
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmincnext.models import InceptionNeXt
@@ -124,6 +124,7 @@ def test_onnx_backbone_matches_onnxruntime(tmp_path):
 
 
 def test_onnx_segmentor_from_config_matches_onnxruntime(tmp_path):
+    require_config('upernet_incnext_t_ade20k.py')
     export_onnx = load_tool('export_onnx')
     out = tmp_path / 'upernet.onnx'
     errors = export_onnx.main([str(REPO / 'configs/upernet_incnext_t_ade20k.py'), '--shape', '64', '96', '--out',
@@ -134,6 +135,7 @@ def test_onnx_segmentor_from_config_matches_onnxruntime(tmp_path):
 
 def test_get_flops_matches_paper_for_semantic_fpn():
     """../shared/PAPER.md: Semantic FPN + InceptionNeXt-T, 28M parameters, 44G MACs at 512x512."""
+    require_config('fpn_incnext_t_ade20k.py')
     get_flops = load_tool('get_flops')
     result = get_flops.complexity(str(REPO / 'configs/fpn_incnext_t_ade20k.py'), shape=[512])
     assert round(result['params'] / 1e6) == 28

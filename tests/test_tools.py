@@ -17,7 +17,7 @@ import pytest
 import timm
 import torch
 from mmengine.config import Config
-from conftest import REPO, enlarged, load_tool, read_demo_picture
+from conftest import REPO, enlarged, load_tool, read_demo_picture, require, require_config
 
 from mmincnext.checkpoint import CheckpointError
 from mmincnext.datasets import DatasetLayoutError
@@ -70,6 +70,7 @@ def tiny_options(data_root, checkpoint) -> list:
 
 @pytest.fixture(scope='module')
 def workspace(tmp_path_factory):
+    require_config(CONFIG)
     root = tmp_path_factory.mktemp('tools')
     data_root = write_ade20k(root / 'ADEChallengeData2016')
     # An ImageNet checkpoint in the official/timm format (flat keys, with the classification head).
@@ -222,7 +223,7 @@ def test_missing_dataset_names_path_and_layout(workspace, tmp_path, monkeypatch)
 ])
 def test_incomplete_dataset_is_reported(tmp_path, remove, problem):
     from mmengine.registry import init_default_scope
-    from mmseg.registry import DATASETS
+    DATASETS = require('mmseg.registry').DATASETS
 
     data_root = write_ade20k(tmp_path / 'ADEChallengeData2016', counts=(('training', 4), ))
     for path in data_root.glob(remove):
@@ -240,6 +241,7 @@ def test_incomplete_dataset_is_reported(tmp_path, remove, problem):
 
 
 def test_adapt_to_machine_on_cpu():
+    require_config(CONFIG)
     cfg = Config.fromfile(CONFIG)
     enable_amp(cfg)
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.dtype == 'float16'
@@ -269,6 +271,7 @@ def test_cpu_bf16_optim_wrapper_autocasts():
 def test_mmcv_cpu_ops_take_bfloat16_only_inside_the_cpu_bf16_wrapper():
     """CPU autocast hands mmcv's nms and RoIAlign bfloat16, which their CPU kernels refuse; the wrapper runs them in
     float32 while its forward and backward run, and leaves mmcv as it found it everywhere else."""
+    require('mmcv.ops')
     from mmcv.ops import nms, roi_align
     from mmcv.ops.nms import NMSop
     from mmcv.ops.roi_align import RoIAlignFunction
@@ -299,7 +302,7 @@ def test_image_demo_draws_detections_for_mmdet_configs(tmp_path):
     """The same tool dispatches on default_scope: an mmdet config gets instances drawn, here beside the COCO
     annotation of the image, in the checkpoint's class colours."""
     from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
+    MODELS = require('mmdet.registry').MODELS
 
     from mmincnext.datasets.synthetic_coco import CLASSES, PALETTE
 

@@ -4,14 +4,15 @@ import math
 import os.path as osp
 
 import mmcv
-import mmseg
 import numpy as np
 import pytest
 import torch
 from mmcv.transforms import Compose
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from conftest import load_config
+from conftest import load_config, require
+
+mmseg = require('mmseg')  # mmseg's test-time augmentation and pipelines
 
 
 IMG_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)

@@ -21,6 +21,7 @@ import torch.nn as nn
 
 import mmincnext  # noqa: F401  (registers InceptionNeXt and the safe checkpoint reader)
 from mmincnext.checkpoint import load_pretrained
+from mmincnext.compat import onnx_export_torchscript
 from mmincnext.models import InceptionNeXt
 
 
@@ -110,8 +111,8 @@ def build_model(args) -> nn.Module:
 def export(model: nn.Module, x: torch.Tensor, path: str, output_names: List[str], opset: int = 18):
     """TorchScript-based exporter: on torch 2.14 the default (dynamo) exporter needs onnxscript, which we do not
     install, and it gives the same graph for this fixed-size model."""
-    torch.onnx.export(model, (x, ), path, input_names=['input'], output_names=output_names, opset_version=opset,
-                      dynamo=False)
+    onnx_export_torchscript(model, (x, ), path, input_names=['input'], output_names=output_names,
+                            opset_version=opset)
 
 
 def onnxruntime_outputs(path: str, x: torch.Tensor) -> List[np.ndarray]:
