@@ -23,7 +23,8 @@ from safetensors.torch import save_file
 from timm.data import create_transform, resolve_data_config
 from timm.loss import LabelSmoothingCrossEntropy
 from timm.utils import ModelEmaV2
-from conftest import REPO, load_config, load_tool, randomize_reference_state, relative_error, require
+from conftest import (REPO, load_config, load_tool, randomize_reference_state, relative_error, require,
+                      require_config)
 
 import mmincnext.engine.hooks as hooks_module
 from mmincnext.checkpoint import read_checkpoint
@@ -231,6 +232,7 @@ def test_released_384_weights_initialise_a_dense_backbone(released_384_files):
 
 def test_get_flops_counts_the_papers_figures_at_384(capsys):
     """With no --shape, tools/get_flops.py counts a classifier at its test crop: 384 here."""
+    require_config(CONFIG)
     load_tool('get_flops').main([str(REPO / 'configs' / CONFIG)])
     out = capsys.readouterr().out
     assert 'input 3x384x384' in out
@@ -365,6 +367,7 @@ def test_config_trains_with_ema_and_evaluates_at_384(tmp_path):
     """A config inheriting configs/incnext_b_in1k_384.py, as a user writes one: a small arch from a checkpoint in the
     official layout, the embedded ImageNet-layout data; everything else (pipelines at 384, EMA, optimizer, constant
     lr) is the config's. Trains an epoch of two steps through tools/train.py, then validates the EMA at 384."""
+    require_config(CONFIG)
     torch.manual_seed(0)
     start = timm.models.inception_next.MetaNeXt(num_classes=1000, **TINY_ARCH)  # the official layout
     checkpoint = tmp_path / 'start.pth'
