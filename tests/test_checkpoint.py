@@ -138,6 +138,17 @@ def test_other_width_lists_shape_mismatches(atto, tmp_path):
     assert 'shape mismatch' in message and 'stem.0.weight: checkpoint (40, 3, 4, 4) != model (96, 3, 4, 4)' in message
 
 
+def test_a_shape_mismatch_alone_is_named(atto, tmp_path):
+    """Every key present, one of another shape: the loader names it (torch's own error would not say which file)."""
+    path = tmp_path / 'atto_wider_fc2.pth'
+    state = atto.state_dict()
+    state['stages.3.blocks.1.mlp.fc2.bias'] = torch.zeros(321)
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r'shape mismatch \(1\):\n    stages.3.blocks.1.mlp.fc2.bias: '
+                       r'checkpoint \(321,\) != model \(320,\)'):
+        pretrained('atto', path)
+
+
 def test_other_depth_lists_missing_and_unexpected_keys(timm_reference, tmp_path):
     tiny = tmp_path / 'tiny.pth'
     torch.save(timm_reference('tiny').state_dict(), tiny)
