@@ -72,7 +72,7 @@ def stale(mutants) -> list:
 def run_pytest(copy: Path, tests, env_extra, timeout: float, basetemp: Path):
     env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE='1', **env_extra)
     env.pop('PYTEST_ADDOPTS', None)
-    cmd = [sys.executable, '-m', 'pytest', *tests, '-x', '-q', '-rfE', '-p', 'no:cacheprovider', '-o',
+    cmd = [sys.executable, '-m', 'pytest', *tests, '-q', '-rfE', '-p', 'no:cacheprovider', '-o',
            'addopts=', f'--basetemp={basetemp}']
     start = time.perf_counter()
     try:
@@ -88,11 +88,10 @@ def summary_line(output: str) -> str:
     return lines[-1].strip('= ') if lines else output.strip().splitlines()[-1] if output.strip() else ''
 
 
-def first_failure(output: str) -> str:
-    for line in output.splitlines():
-        if line.startswith(('FAILED ', 'ERROR ')):
-            return line.split(' - ')[0]
-    return summary_line(output)
+def failures(output: str) -> list:
+    """The test ids pytest's short summary reports as failed or erroring."""
+    return [line.split(' - ')[0].split(' ', 1)[1] for line in output.splitlines()
+            if line.startswith(('FAILED ', 'ERROR '))]
 
 
 def check_import(copy: Path) -> None:
@@ -160,10 +159,12 @@ def main(argv=None) -> int:
             # pytest's 5 (nothing collected) or 2-4 (usage, internal errors) are not a test catching the bug
             if code in (2, 3, 4, 5):
                 status = 'error'
-            killer = first_failure(output) if status == 'killed' else summary_line(output)
-            results.append(dict(name=m.name, path=m.path, status=status, seconds=round(seconds, 1), by=killer,
-                                bug=m.bug))
-            print(f'{status:8s} {seconds:6.1f} s  {m.name}  ({killer})', flush=True)
+            failed = failures(output) if status == 'killed' else []
+            by = (failed[0] + (f' and {len(failed) - 1} more' if len(failed) > 1 else '')) if failed else \
+                summary_line(output)
+            results.append(dict(name=m.name, path=m.path, status=status, seconds=round(seconds, 1), bug=m.bug,
+                                failed=failed))
+            print(f'{status:8s} {seconds:6.1f} s  {m.name}  ({by})', flush=True)
             if status == 'error':
                 print(output[-4000:], file=sys.stderr)
     finally:
