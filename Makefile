@@ -2,13 +2,15 @@
 # `make test`: set up .venv and run the test suite.
 # `make test-onedl`: set up .venv-onedl (the OneDL forks of the OpenMMLab libraries on Python 3.12 and torch 2.12) and
 # run the integration subset, the fused mixer's tests (Triton's CPU interpreter) and the GPU check's dry run.
+# `make mutation`: set up .venv and run the mutation check (tests/mutation/run.py: named bugs put into a temporary copy
+# of the repository, one at a time; it reports which the tests kill). On demand, not in CI: about 10 minutes.
 # `make test-min`: set up .venv-min (the oldest supported stack: Python 3.9, torch 2.1, numpy 1.26, mmcv-lite, no task
 # library) and run the whole suite; tests that need mmcv's compiled ops or mmseg/mmdet/mmpretrain skip, saying so.
 PYTHON := .venv/bin/python
 ONEDL_PYTHON := .venv-onedl/bin/python
 MIN_PYTHON := .venv-min/bin/python
 
-.PHONY: setup demo test setup-onedl test-onedl setup-min test-min
+.PHONY: setup demo test mutation setup-onedl test-onedl setup-min test-min
 setup:
 	bash tools/setup_env.sh
 
@@ -17,6 +19,9 @@ demo: setup
 
 test: setup
 	$(PYTHON) -m pytest tests
+
+mutation: setup
+	$(PYTHON) tests/mutation/run.py $(MUTATION_ARGS)
 
 setup-onedl:
 	bash tools/setup_env.sh --onedl

@@ -97,6 +97,46 @@ def test_out_indices_subsets(out_indices, channels):
         [f'norm{i}' for i in model.out_indices]
 
 
+SMALL_ARCH = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), band_kernel_size=5, branch_ratio=0.25)
+
+
+@pytest.mark.parametrize('out_indices', [(0, 1, 2, 3), (1, 3)])
+def test_each_output_norm_normalises_its_own_stage(out_indices):
+    """Output i is norm{i} (with its own statistics and affine parameters) of stage i's raw output, and every output
+    norm gets its gradient. Fresh output BNs are the identity to within 5e-6 and would hide a skipped one."""
+    torch.manual_seed(0)
+    model = InceptionNeXt(SMALL_ARCH, out_indices=out_indices)
+    raw = InceptionNeXt(SMALL_ARCH, out_indices=out_indices, out_norms=False)
+    gen = torch.Generator().manual_seed(0)
+    norms = {i: getattr(model, f'norm{i}') for i in out_indices}
+    with torch.no_grad():
+        for norm in norms.values():
+            channels = norm.num_features
+            norm.running_mean.copy_(torch.randn(channels, generator=gen))
+            norm.running_var.copy_(torch.rand(channels, generator=gen) * 2 + 0.1)
+            norm.weight.copy_(torch.randn(channels, generator=gen))
+            norm.bias.copy_(torch.randn(channels, generator=gen))
+    raw.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith('norm')})
+    model.eval(), raw.eval()  # the output norms use the statistics set above
+
+    x = torch.randn(2, 3, 64, 96, generator=gen)
+    outs = model(x)
+    with torch.no_grad():
+        stages = raw(x)
+    assert len(outs) == len(stages) == len(out_indices)
+    upstream = [torch.randn(o.shape, generator=gen) for o in outs]
+    sum((o * g).sum() for o, g in zip(outs, upstream)).backward()
+    for i, out, stage, grad in zip(out_indices, outs, stages, upstream):
+        norm = norms[i]
+        mean, var, weight, bias = (t[:, None, None] for t in (norm.running_mean, norm.running_var, norm.weight,
+                                                                 norm.bias))
+        normalised = (stage - mean) / torch.sqrt(var + norm.eps)
+        torch.testing.assert_close(out, normalised * weight + bias, msg=f'output {i} is not norm{i}(stage {i})')
+        # in eval mode BN is affine per channel: d/d bias sums the upstream gradient, d/d weight weighs it by the input
+        torch.testing.assert_close(norm.bias.grad, grad.sum((0, 2, 3)), msg=f'norm{i}.bias gradient')
+        torch.testing.assert_close(norm.weight.grad, (grad * normalised).sum((0, 2, 3)), msg=f'norm{i}.weight gradient')
+
+
 def test_frozen_stages_get_no_gradients():
     model = InceptionNeXt('atto', frozen_stages=2)
     model.train()

@@ -8,7 +8,7 @@ import timm
 import torch
 from conftest import load_tool, timm_backbone_params
 
-from mmincnext.benchmark import best_per_model, model_table, speedup
+from mmincnext.benchmark import best_per_model, mixer_table, model_table, speedup
 from mmincnext.benchmark.cli import parse_args, parse_mixer_args
 from mmincnext.benchmark.mixer import minimum_bytes, mixer_shapes, observe_inputs, stage_of
 from mmincnext.benchmark.models import OURS_VARIANTS, build_candidate
@@ -130,6 +130,23 @@ def test_any_backbone_by_config(restore_threads, tmp_path):
     assert [(r['model'], r['mode']) for r in results] == [('incnext_atto_cls', 'infer')]
     with pytest.raises(SystemExit):
         parse_args(['--config', str(config), '--paper'])
+
+
+def test_mixer_network_totals_on_known_timings():
+    """Made-up mixer timings with known answers: the network's time is each shape's time per call times the blocks
+    that run it (3 x 10 us + 9 x 20 us = 210 us eager, 105 us fused: 2.00x); an implementation not timed on every
+    shape gets no total."""
+    def row(stage, blocks, impl, us):
+        return dict(stage=stage, channels=8 * stage, height=16 // stage, width=16 // stage, in_dtype='float32',
+                    out_dtype='float32', memory_format='nchw', mode='infer', impl=impl, us_per_call=us,
+                    blocks=blocks, gb_per_s=1.0, bandwidth_fraction=0.5)
+
+    rows = [row(1, 3, 'eager', 10.0), row(2, 9, 'eager', 20.0), row(1, 3, 'fused', 5.0), row(2, 9, 'fused', 10.0),
+            row(1, 3, 'partial', 1.0)]
+    table = mixer_table(rows)
+    assert '| nchw | infer | eager | 210 | 1.00 |' in table
+    assert '| nchw | infer | fused | 105 | 2.00 |' in table
+    assert '| partial |' not in table.split('all blocks of the network')[1]
 
 
 def test_mixer_minimum_bytes():

@@ -1,7 +1,10 @@
 """Loading the checkpoint formats users have, safely, and refusing the ones that do not fit."""
+import codecs
 import logging
 import os
+import re
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -135,6 +138,17 @@ def test_other_width_lists_shape_mismatches(atto, tmp_path):
     assert 'shape mismatch' in message and 'stem.0.weight: checkpoint (40, 3, 4, 4) != model (96, 3, 4, 4)' in message
 
 
+def test_a_shape_mismatch_alone_is_named(atto, tmp_path):
+    """Every key present, one of another shape: the loader names it (torch's own error would not say which file)."""
+    path = tmp_path / 'atto_wider_fc2.pth'
+    state = atto.state_dict()
+    state['stages.3.blocks.1.mlp.fc2.bias'] = torch.zeros(321)
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r'shape mismatch \(1\):\n    stages.3.blocks.1.mlp.fc2.bias: '
+                       r'checkpoint \(321,\) != model \(320,\)'):
+        pretrained('atto', path)
+
+
 def test_other_depth_lists_missing_and_unexpected_keys(timm_reference, tmp_path):
     tiny = tmp_path / 'tiny.pth'
     torch.save(timm_reference('tiny').state_dict(), tiny)
@@ -220,3 +234,116 @@ def test_allowed_names_cannot_be_abused(abuse, tmp_path):
         assert not side_effect()
     finally:
         HistoryBuffer.update = original_update
+
+
+class _Call:
+    """Pickles as ``func(*args)``: what a malicious checkpoint asks the unpickler to run."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def _touch_code(marker) -> str:
+    return f'open({str(marker)!r}, "w").close()'
+
+
+# Each payload, if it ran, would create the marker file it is given.
+PAYLOADS = {
+    'builtins.eval': lambda marker: _Call(eval, _touch_code(marker)),
+    'builtins.exec': lambda marker: _Call(exec, _touch_code(marker)),
+    'subprocess.Popen': lambda marker: _Call(subprocess.Popen, ['touch', str(marker)]),
+    'os.system': lambda marker: _Call(os.system, f'touch {marker}'),
+}
+
+
+def _read_through_mmengine(path):
+    from mmengine.runner.checkpoint import CheckpointLoader
+    return CheckpointLoader.load_checkpoint(str(path))
+
+
+@pytest.mark.parametrize('read', [read_checkpoint, _read_through_mmengine], ids=['read_checkpoint', 'mmengine'])
+@pytest.mark.parametrize('zip_format', [True, False], ids=['zip', 'legacy'])
+@pytest.mark.parametrize('payload', list(PAYLOADS))
+def test_code_running_payloads_are_refused_without_running(payload, zip_format, read, tmp_path):
+    """Every global that runs code is refused, in both torch.save formats, through every reader; nothing runs."""
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1)}, 'meta': PAYLOADS[payload](marker)}, path,
+               _use_new_zipfile_serialization=zip_format)
+    refusal = None
+    try:
+        read(path)
+    except CheckpointError as err:
+        refusal = str(err)
+    assert not marker.exists(), f'{payload} ran while reading the checkpoint'
+    assert refusal is not None and 'Refusing to unpickle' in refusal, f'{payload} was not refused: {refusal}'
+
+
+def test_getattr_on_anything_but_history_buffer_statistics_is_refused(tmp_path):
+    """torch.save's protocol 2 names the message hub's statistics ``getattr(HistoryBuffer, 'mean')``: exactly those
+    resolve. A general getattr would reach any function's module globals, and a pickle may set items of a dict."""
+    from mmengine.logging import history_buffer
+    reach_globals = (GETATTR + GETATTR + HISTORY_BUFFER + unicode('__init__') + b'\x86R' + unicode('__globals__')
+                     + b'\x86R' + unicode('_mmincnext_pwned') + b'\x88s.')
+    other_owner = GETATTR + b'cnumpy\nndarray\n' + unicode('mean') + b'\x86R.'  # a statistic's name, not its owner
+    path = tmp_path / 'getattr.pth'
+    for name, payload in (('module globals', reach_globals), ('another owner', other_owner)):
+        path.write_bytes(b'\x80\x02' + payload)
+        refusal = None
+        try:
+            read_checkpoint(path)
+        except CheckpointError as err:
+            refusal = str(err)
+        finally:
+            tampered = vars(history_buffer).pop('_mmincnext_pwned', None) is not None
+        assert not tampered, f'{name}: the pickle set an item of a module\'s globals'
+        assert refusal is not None and re.search(r'Refusing to unpickle.*getattr', refusal), f'{name}: {refusal}'
+    # and the statistics themselves still resolve (a message hub's log_scalars name them)
+    torch.save({'statistic': HistoryBuffer.mean}, path)
+    assert read_checkpoint(path)['statistic'] is HistoryBuffer.mean
+
+
+# What a checkpoint may hold beyond torch's own tensors and containers, pinned entry by entry: the name a pickle asks
+# for, and the object it gets. Anything added to SAFE_GLOBALS fails this test until it is reviewed and listed here.
+NUMPY_DTYPE_CLASSES = ('Bool', 'Int8', 'Int16', 'Int32', 'Int64', 'UInt8', 'UInt16', 'UInt32', 'UInt64', 'Float16',
+                       'Float32', 'Float64', 'Complex64', 'Complex128', 'Str', 'Object')
+
+
+def expected_safe_globals() -> dict:
+    reconstruct, scalar = np.zeros(1).__reduce__()[0], np.float32(1).__reduce__()[0]  # what numpy pickles through
+    return {
+        '_codecs.encode': codecs.encode,
+        'numpy.ndarray': np.ndarray,
+        'numpy.dtype': np.dtype,
+        **{f'numpy.dtypes.{name}DType': getattr(np.dtypes, f'{name}DType') for name in NUMPY_DTYPE_CLASSES},
+        'numpy.core.multiarray._reconstruct': reconstruct,
+        'numpy.core.multiarray.scalar': scalar,
+        'numpy._core.multiarray._reconstruct': reconstruct,
+        'numpy._core.multiarray.scalar': scalar,
+        'mmengine.logging.history_buffer.HistoryBuffer': HistoryBuffer,
+        'builtins.getattr': mmincnext.checkpoint._history_buffer_statistic,
+    }
+
+
+def test_safe_globals_are_exactly_the_reviewed_list():
+    if not hasattr(np, 'dtypes'):
+        pytest.skip('numpy < 1.25 names its dtype classes numpy.dtype[...]')
+    entries = {}
+    for entry in mmincnext.checkpoint.SAFE_GLOBALS:
+        # torch.serialization.safe_globals' forms: an object (known by its module and qualified name) or (object, name)
+        obj, name = entry if isinstance(entry, tuple) else (entry, f'{entry.__module__}.{entry.__qualname__}')
+        assert name not in entries, f'{name} is listed twice'
+        entries[name] = obj
+    expected = expected_safe_globals()
+    assert sorted(entries) == sorted(expected)
+    for name, obj in expected.items():
+        assert entries[name] is obj, name
+    # the own unpickler's allow-list is torch's plus exactly these
+    from torch import _weights_only_unpickler
+    torch_own = _weights_only_unpickler._get_allowed_globals()
+    allowed = mmincnext.checkpoint._allowed_globals()
+    assert {name for name, obj in allowed.items() if torch_own.get(name) is not obj} <= set(expected)
+    assert all(allowed[name] is obj for name, obj in expected.items())

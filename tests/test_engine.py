@@ -28,23 +28,23 @@ class _NoisyPoints(Dataset):
 class _DropoutRegressor(BaseModel):
     """Uses torch's RNG in the forward pass, as drop path does."""
 
-    def __init__(self, nan_at_iter=None):
+    def __init__(self, bad_loss_at_iter=None, bad_loss=float('nan')):
         super().__init__()
         self.fc = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Dropout(0.5), torch.nn.Linear(16, 1))
-        self.nan_at_iter = nan_at_iter
+        self.bad_loss_at_iter, self.bad_loss = bad_loss_at_iter, bad_loss
         self.calls = 0
 
     def forward(self, inputs, target, mode='loss'):
         self.calls += 1
         loss = ((self.fc(inputs) - target)**2).mean()
-        if self.nan_at_iter == self.calls:
-            loss = loss * float('nan')
+        if self.bad_loss_at_iter == self.calls:
+            loss = loss + self.bad_loss
         return dict(loss=loss)
 
 
-def runner_cfg(work_dir, max_iters, resume=False, hooks=True, nan_at_iter=None):
+def runner_cfg(work_dir, max_iters, resume=False, hooks=True, bad_loss_at_iter=None, bad_loss=float('nan')):
     return dict(
-        model=dict(type='_DropoutRegressor', nan_at_iter=nan_at_iter),
+        model=dict(type='_DropoutRegressor', bad_loss_at_iter=bad_loss_at_iter, bad_loss=bad_loss),
         work_dir=str(work_dir),
         train_dataloader=dict(dataset=dict(type='_NoisyPoints'), sampler=dict(type='InfiniteSampler', shuffle=True),
                               batch_size=4, num_workers=0, collate_fn=dict(type='default_collate')),
@@ -95,6 +95,8 @@ def test_checkpoint_is_written_atomically(tmp_path, monkeypatch):
                        good['state_dict']['fc.0.weight'])
 
 
-def test_non_finite_loss_stops_with_iteration_named(tmp_path):
-    with pytest.raises(FloatingPointError, match=r'Non-finite loss at iteration 4 .*loss=nan'):
-        train(runner_cfg(tmp_path, 6, nan_at_iter=4))
+@pytest.mark.parametrize('bad_loss', ['nan', 'inf', '-inf'])
+def test_non_finite_loss_stops_with_iteration_named(tmp_path, bad_loss):
+    with pytest.raises(FloatingPointError, match=rf'Non-finite loss at iteration 4 \(epoch 0\): loss={bad_loss};'):
+        train(runner_cfg(tmp_path, 6, bad_loss_at_iter=4, bad_loss=float(bad_loss)))
+    assert not (tmp_path / 'iter_6.pth').exists()  # it stopped there

@@ -1,6 +1,8 @@
 """The fast paths keep the reference's numbers: channels-last Linear MLP, deploy folding, bf16, compile, ONNX; and
 the complexity tool runs. Speed itself is never asserted here: tools/benchmark.py reports it (its tests:
 test_benchmark.py)."""
+import copy
+
 import pytest
 import timm
 import torch
@@ -69,6 +71,34 @@ def test_switch_to_deploy_keeps_outputs(arch):
     # Only the four output norms are left; every layer scale is folded.
     assert [n for n, m in model.named_modules() if isinstance(m, _BatchNorm)] == [f'norm{i}' for i in range(4)]
     assert not any(n.endswith('gamma') for n, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize('fast_path', ['gemm', 'reference'])
+def test_switch_to_deploy_folds_every_bn_exactly(fast_path):
+    """In float64, with running variances near BN's eps (1e-5), so that every term of the fold counts: the stem, each
+    downsample and each block compute what they computed before folding, to 1e-10, each on the same input."""
+    torch.manual_seed(0)
+    model = randomize_reference_state(InceptionNeXt(TINY, fast_path=fast_path)).double()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for bn in (m for m in model.modules() if isinstance(m, _BatchNorm)):
+            bn.running_var.copy_(torch.rand(bn.num_features, generator=gen, dtype=torch.float64) * 1e-4 + 1e-6)
+    before = copy.deepcopy(model)
+    model.switch_to_deploy()
+    assert [n for n, m in model.named_modules() if isinstance(m, _BatchNorm)] == [f'norm{i}' for i in range(4)]
+
+    def check(folded, unfolded, x, where):
+        expected = unfolded(x)
+        error = relative_error(folded(x), expected)
+        assert error < 1e-10, f'{where} changed by folding: relative error {error:.1e}'
+        return expected
+
+    with torch.no_grad():
+        x = check(model.stem, before.stem, torch.randn(2, 3, 64, 96, generator=gen, dtype=torch.float64), 'stem')
+        for i, (stage, unfolded) in enumerate(zip(model.stages, before.stages)):
+            x = check(stage.downsample, unfolded.downsample, x, f'stage {i} downsample')
+            for j, (block, unfolded_block) in enumerate(zip(stage.blocks, unfolded.blocks)):
+                x = check(block, unfolded_block, x, f'stage {i} block {j}')
 
 
 def test_switch_to_deploy_leaves_other_norms():
