@@ -367,9 +367,11 @@ def test_model_zoo_table_equals_the_metafiles():
 
 
 def test_model_zoo_covers_every_config():
-    """An independent count: every full-size config in configs/ (not the demos) has its row."""
-    configs = {path.stem for path in (REPO / 'configs').glob('*.py')}
-    shown = set(re.findall(r'^\| \[(\w+)\]\(\.\./configs/\1\.py\)', model_zoo_block(MODEL_ZOO.read_text()), re.M))
+    """An independent count: every full-size config in configs/ and its folders (not the demos) has its row."""
+    configs = {str(path.relative_to(REPO / 'configs').with_suffix('')) for path in (REPO / 'configs').rglob('*.py')
+               if path.relative_to(REPO / 'configs').parts[0] not in ('_base_', 'demo')}
+    shown = {folder + name for name, folder in re.findall(r'^\| \[(\w+)\]\(\.\./configs/((?:\w+/)?)\1\.py\)',
+                                                          model_zoo_block(MODEL_ZOO.read_text()), re.M)}
     assert shown == configs, (sorted(configs - shown), sorted(shown - configs))
 
 

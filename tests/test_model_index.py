@@ -12,6 +12,8 @@ from mmengine.config import Config
 from modelindex.load_model_index import load
 from conftest import REPO, load_tool
 
+from mmincnext.models.layers import SelfAttention2d
+
 INDEX = REPO / 'model-index.yml'
 # configs/demo/ holds the embedded demos (synthetic data, trained from scratch, no figure comparable to anything):
 # deliberately not in the index.
@@ -21,6 +23,17 @@ NOT_INDEXED = ('_base_', 'demo')
 MASK_ROIS = 100
 RELEASE = 'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_{}.pth'
 ARCHS = dict(atto='atto', t='tiny', s='small', b='base')
+# The other released weights the paper's figures come from: Table 10's ConvNeXt-T variants (the InceptionNeXt
+# release; 7x7 is ConvNeXt's own) and isotropic ConvNeXt (ConvNeXt's release). The ablation's, the isotropic
+# InceptionNeXt's and MetaNeXt-Attn's were never released.
+TABLE10_RELEASE = 'https://github.com/sail-sg/inceptionnext/releases/download/model/convnext_tiny_{}_1k_224_ema.pth'
+CONVNEXT_RELEASE = 'https://dl.fbaipublicfiles.com/convnext/convnext_{}_1k_224_ema.pth'
+OTHER_WEIGHTS = {
+    **{f'convnext_t_{v}_in1k': TABLE10_RELEASE.format(v)
+       for v in ('k5', 'k3', 'k3_par1_2', 'k3_par3_8', 'k3_par1_4', 'k3_par1_8', 'k3_par1_16')},
+    'convnext_t_k7_in1k': CONVNEXT_RELEASE.format('tiny'), 'convnext_s_iso_in1k': CONVNEXT_RELEASE.format('iso_small'),
+    'convnext_b_iso_in1k': CONVNEXT_RELEASE.format('iso_base'),
+}
 # ../shared/PAPER.md: every figure the paper has for these models. UperNet's are multi-scale; Semantic FPN's are
 # single-scale (the PVT/PoolFormer protocol it follows); the paper gives no single-scale UperNet figure.
 PAPER = {
@@ -29,10 +42,42 @@ PAPER = {
     'fpn_incnext_s_ade20k': {'mIoU': 45.6}, 'fpn_incnext_b_ade20k': {'mIoU': 46.4},
     'incnext_atto_in1k': {'Top 1 Accuracy': 75.3}, 'incnext_t_in1k': {'Top 1 Accuracy': 82.3},
     'incnext_s_in1k': {'Top 1 Accuracy': 83.5}, 'incnext_b_in1k': {'Top 1 Accuracy': 84.0},
+    # The ablation table, Table 10 and Table 3 (ImageNet-1K top-1).
+    **{f'incnext_t_{name}_in1k': {'Top 1 Accuracy': top1} for name, top1 in dict(
+        no_w_band=81.9, no_h_band=81.9, no_square=82.0, bands_in_sequence=82.1, band7=82.1, band9=82.1, band13=82.0,
+        ratio1_4=82.2, ratio1_16=81.8).items()},
+    **{f'convnext_t_{name}_in1k': {'Top 1 Accuracy': top1} for name, top1 in dict(
+        k7=82.1, k5=82.0, k3=81.5, k3_par1_2=81.4, k3_par3_8=81.4, k3_par1_4=81.3, k3_par1_8=80.8,
+        k3_par1_16=80.1).items()},
+    'incnext_s_iso_in1k': {'Top 1 Accuracy': 79.7}, 'incnext_b_iso_in1k': {'Top 1 Accuracy': 82.1},
+    'metanext_attn_s_iso_in1k': {'Top 1 Accuracy': 3.9}, 'convnext_s_iso_in1k': {'Top 1 Accuracy': 79.7},
+    'convnext_b_iso_in1k': {'Top 1 Accuracy': 82.0},
     'incnext_b_in1k_384': {'Top 1 Accuracy': 85.2},
 }
 # Fine-tunes: the released weights of the paper's figure, and the released weights the config starts from.
 FINE_TUNES = {'incnext_b_in1k_384': ('base_384', 'base')}
+# The parameters (with the 1000-class head) and MACs at 224x224 the paper prints for them, at its precision
+# (../shared/PAPER.md: the ablation table, Table 10 and Table 3).
+PAPER_SIZES = {
+    **{f'incnext_t_{name}_in1k': (params, '4.2G') for name, params in dict(
+        no_w_band='28.0M', no_h_band='28.0M', no_square='28.0M', bands_in_sequence='28.1M', band7='28.0M',
+        band9='28.1M', band13='28.1M', ratio1_4='28.1M', ratio1_16='28.0M').items()},
+    'convnext_t_k7_in1k': ('28.6M', '4.5G'), 'convnext_t_k5_in1k': ('28.4M', '4.4G'),
+    **{f'convnext_t_k3{ratio}_in1k': ('28.3M', '4.4G')
+       for ratio in ('', '_par1_2', '_par3_8', '_par1_4', '_par1_8', '_par1_16')},
+    'incnext_s_iso_in1k': ('22M', '4.2G'), 'incnext_b_iso_in1k': ('86M', '16.8G'),
+    'metanext_attn_s_iso_in1k': ('22M', '4.6G'), 'convnext_s_iso_in1k': ('22M', '4.3G'),
+    'convnext_b_iso_in1k': ('87M', '16.9G'),
+}
+
+
+def family(config: str) -> str:
+    """The metafile a config belongs in: its folder's (configs/isotropic/*.py -> isotropic.yml), or for a config at
+    the top, its prefix (upernet_incnext_t_ade20k -> upernet.yml, incnext_t_in1k -> incnext.yml)."""
+    path = Path(config).relative_to('configs')
+    if len(path.parts) > 1:
+        return path.parts[0]
+    return path.stem.split('incnext_')[0].rstrip('_') or 'incnext'
 
 
 @functools.lru_cache(maxsize=None)
@@ -64,8 +109,8 @@ def test_every_config_has_exactly_one_entry():
     for model in model_index().models:
         name = Path(model.config).stem
         assert model.name == name, f'{model.name}: Name must be the config\'s name, which mim looks up'
-        family = name.split('incnext_')[0].rstrip('_') or 'incnext'  # upernet_incnext_t_ade20k -> upernet.yml
-        assert Path(model.filepath).name == f'{family}.yml', f'{name} belongs in configs/metafiles/{family}.yml'
+        metafile = f'{family(model.config)}.yml'
+        assert Path(model.filepath).name == metafile, f'{name} belongs in configs/metafiles/{metafile}'
         assert model.in_collection in collections, name
 
 
@@ -86,6 +131,27 @@ def test_results_are_the_papers_and_no_others():
         assert metrics == PAPER.get(name, {}), f'{name}: the paper\'s figures, and none invented'
         if name in PAPER:
             assert model.metadata.data['Results From'].startswith('the paper'), name
+
+
+def paper_precision(count: int, printed: str) -> str:
+    """``count`` (parameters or MACs) written as the paper writes ``printed`` (e.g. '28.0M', '22M', '4.2G')."""
+    unit = printed[-1]
+    digits = len(printed[:-1].partition('.')[2])
+    return f'{count / dict(M=1e6, G=1e9)[unit]:.{digits}f}{unit}'
+
+
+def test_sizes_are_the_papers():
+    """The sizes of the entries the paper's tables print, at its precision (get_flops' exact counts are the
+    entries': test_entry_matches_its_config)."""
+    for name, (params, macs) in PAPER_SIZES.items():
+        meta = entries()[name].metadata
+        assert meta.data['Input Size'] == '224x224', name
+        assert (paper_precision(meta.parameters, params), paper_precision(meta.flops, macs)) == (params, macs), name
+
+
+def test_paper_precision():
+    assert [paper_precision(28055680, '28.1M'), paper_precision(21965416, '22M'), paper_precision(4579e6, '4.6G')] \
+        == ['28.1M', '22M', '4.6G']
 
 
 def trace(model: torch.nn.Module, gf, height: int, width: int) -> dict:
@@ -148,10 +214,11 @@ def structure(node):
 
 def counted(cfg: Config, height: int, width: int):
     """(parameters with any auxiliary head, MACs) of the config's model as ``tools/get_flops.py --shape height
-    width`` counts them, without tracing at full size (UperNet-B at 512x2048 is ~1.2 TMACs of CPU time).
+    width`` counts them, without tracing dense models at full size (UperNet-B at 512x2048 is ~1.2 TMACs of CPU time).
 
-    The model is built as get_flops builds it and traced as it traces, at small sizes. Segmentors and classifiers
-    work on H/s x W/s maps (s up to 32) plus fixed-size parts (pyramid pooling, heads, queries), so their MACs are
+    The model is built as get_flops builds it and traced as it traces: at full size where that is cheap (224x224
+    classifiers) or the count has no simple form (global self-attention), otherwise at small sizes. Segmentors work
+    on H/s x W/s maps (s up to 32) plus fixed-size parts (pyramid pooling, heads, queries), so their MACs are
     c + a H W on multiples of 32; detectors follow ``pyramid_form``. A two-stage detector runs there with one RPN
     proposal, and its RoI head's count is scaled to the config's ``max_per_img`` proposals for the box branches
     (1000: on a 1280x800 image mmdet's RPN keeps that many) and to 100 RoIs for the mask branches. Direct
@@ -193,7 +260,11 @@ def count(cfg: Config, height: int, width: int):
     kind = (cfg.model.type, period)
     check = kind not in _checked
     _checked.add(kind)
-    if period > 32:  # FPN levels down to the coarsest anchor stride (RPN: 64, RetinaNet: 128)
+    if height * width <= 256 * 256 or any(isinstance(module, SelfAttention2d) for module in model.modules()):
+        # One trace at full size: at 224x224 it costs what a small one does, and global attention's two matrix
+        # products grow with the square of the tokens, so its count has no affine form.
+        dense = Fraction(trace_at(height, width))
+    elif period > 32:  # FPN levels down to the coarsest anchor stride (RPN: 64, RetinaNet: 128)
         dense = pyramid_form(trace_at, height, width, period, check)
     else:
         dense = affine_form(trace_at, height, width, check)
@@ -211,17 +282,23 @@ def test_entry_matches_its_config(name):
     meta = model.metadata.data
     cfg = config(model.config)
     assert model.weights is None, name
-    release = RELEASE.format(ARCHS[name.split('incnext_')[1].split('_')[0]])
+    four_stage = len(Path(model.config).parts) == 2  # configs/<name>.py; the paper's other models are in folders
+    release = RELEASE.format(ARCHS[name.split('incnext_')[1].split('_')[0]]) if four_stage else OTHER_WEIGHTS.get(name)
     if name in FINE_TUNES:  # the paper's figure is the fine-tuned official weights'; the config starts from others
         weights, start = FINE_TUNES[name]
         assert model.data['Converted From']['Weights'] == RELEASE.format(weights)
         assert cfg.model.init_cfg.checkpoint == RELEASE.format(start)
         assert meta['Batch Size'] == cfg.auto_scale_lr.base_batch_size
     elif cfg.default_scope == 'mmpretrain':  # trained from scratch; the paper's figure is the official weights'
-        assert model.data['Converted From']['Weights'] == release
+        assert model.data.get('Converted From', {}).get('Weights') == release, name
         assert meta['Batch Size'] == cfg.auto_scale_lr.base_batch_size
     else:
-        assert meta['Pretrained'] == release == cfg.model.backbone.init_cfg.checkpoint
+        checkpoint = cfg.model.backbone.init_cfg.checkpoint
+        if release is None:  # no released ImageNet weights: the classification config's own run (its last epoch)
+            assert 'Pretrained' not in meta and checkpoint.startswith(f'work_dirs/{name.split("_", 1)[1]}'.replace(
+                '_ade20k', '_in1k/')), checkpoint
+        else:
+            assert meta['Pretrained'] == release == checkpoint
         assert meta['Batch Size'] == 8 * cfg.train_dataloader.batch_size  # the collections' 8x GPUs
     assert meta.get('Epochs') == cfg.train_cfg.get('max_epochs') and meta.get('Iterations') == cfg.train_cfg.get(
         'max_iters')

@@ -24,13 +24,15 @@ from mmincnext.utils import build_model_from_config
 PAPER_CONFIGS = ['upernet_incnext_t_ade20k.py', 'mask_rcnn_incnext_t_coco.py', 'incnext_t_in1k.py']
 TASK_LIBRARIES = {'seg': 'mmseg', 'det': 'mmdet', 'cls': 'mmpretrain'}
 VENV = Path(sys.prefix)  # the checkout's .venv when it runs the tests
-NOT_SHIPPED = {'.git', '.venv', '.pytest_cache', 'build', 'dist', 'data', 'work_dirs'}
+NOT_SHIPPED = {'.git', '.pytest_cache', '.whl', 'build', 'dist', 'data', 'work_dirs'}
 
 
 def _unshipped(folder, names):
-    """copytree's ignore: the checkout's environment, data and build leftovers (at its top) and caches."""
-    top = NOT_SHIPPED if Path(folder) == REPO else set()
-    return [n for n in names if n in top or n in ('__pycache__', '.mim') or n.endswith('.egg-info')]
+    """copytree's ignore: the checkout's environments (.venv, .venv-min, .venv-onedl: gigabytes each), data and
+    build leftovers (at its top) and caches."""
+    top = REPO == Path(folder)
+    return [n for n in names if top and (n in NOT_SHIPPED or n.startswith('.venv'))
+            or n in ('__pycache__', '.mim') or n.endswith('.egg-info')]
 
 
 def pip(args):

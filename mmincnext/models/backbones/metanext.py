@@ -9,6 +9,7 @@ mixer and norm the config names.
 Parameter names follow the official releases: ``stem.0``/``stem.1``, ``stages.i.downsample.{0,1}``,
 ``stages.i.blocks.j.*`` (four stages); ``stem``, ``blocks.j.*`` (isotropic); ``norm{i}`` on the returned outputs.
 """
+import re
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -25,6 +26,43 @@ from ..layers.metanext_block import (MetaNeXtBlock, fold_bn_into_next_conv, fold
                                      is_norm_foldable)
 
 DEFAULT_INIT_CFG = dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=.02, bias=0.)
+
+# The official ConvNeXt releases' layout (facebookresearch/ConvNeXt's four-stage and isotropic models, and the
+# InceptionNeXt release's Table 10 variants, whose partial conv is ``dwconv.conv``) and ours, as (pattern, ours).
+CONVNEXT_BLOCK_NAMES = dict(dwconv='token_mixer', norm='norm', pwconv1='mlp.fc1', pwconv2='mlp.fc2', gamma='gamma')
+_BLOCK = r'(?P<part>dwconv|norm|pwconv1|pwconv2|gamma)(?P<tail>(\..+)?)'
+# Four stages: ``downsample_layers.0`` is the stem, ``downsample_layers.i`` (i > 0) stage i's downsample.
+CONVNEXT_RULES = (
+    (r'downsample_layers\.0\.(?P<rest>.+)', 'stem.{rest}'),
+    (r'downsample_layers\.(?P<stage>\d+)\.(?P<rest>.+)', 'stages.{stage}.downsample.{rest}'),
+    (r'stages\.(?P<stage>\d+)\.(?P<block>\d+)\.' + _BLOCK, 'stages.{stage}.blocks.{block}.{part}{tail}'),
+)
+ISOTROPIC_CONVNEXT_RULES = ((r'blocks\.(?P<block>\d+)\.' + _BLOCK, 'blocks.{block}.{part}{tail}'), )
+# The norm after the pooling and the linear classifier: NormLinearClsHead's ``norm`` and ``fc``.
+CONVNEXT_HEAD_RULES = ((r'norm\.(?P<rest>.+)', 'head.norm.{rest}'), (r'head\.(?P<rest>.+)', 'head.fc.{rest}'))
+
+
+def convert_convnext_checkpoint(state_dict: dict, rules: Sequence[tuple]) -> dict:
+    """An official ConvNeXt state_dict in this package's layout: backbone keys, and ``head.norm``/``head.fc`` for
+    the classifier's :class:`~mmincnext.models.classifiers.NormLinearClsHead`. The Linear ``pwconv`` weights (out,
+    in) become the 1x1 convs' (out, in, 1, 1). Keys that match no rule are kept as they are, so that strict loading
+    names them."""
+    converted = {}
+    for key, value in state_dict.items():
+        new_key = key
+        for pattern, template in tuple(rules) + CONVNEXT_HEAD_RULES:
+            match = re.fullmatch(pattern, key)
+            if match:
+                fields = match.groupdict()
+                part = fields.get('part')
+                if part is not None:
+                    fields['part'] = CONVNEXT_BLOCK_NAMES[part]
+                    if part.startswith('pwconv') and fields['tail'] == '.weight' and value.dim() == 2:
+                        value = value[:, :, None, None]
+                new_key = template.format(**fields)
+                break
+        converted[new_key] = value
+    return converted
 
 
 def merge_token_mixer(base: Optional[dict], override: Optional[dict]) -> dict:
@@ -199,9 +237,10 @@ class MetaNeXt(MetaNeXtBackbone):
             (:class:`~mmincnext.models.layers.fast_paths.FusedInceptionDWConv2d`); None (default) reads
             ``MMINCNEXT_FUSED_MIXER`` (1 or 0), else off.
         init_cfg (dict | list[dict], optional): ``dict(type='Pretrained', checkpoint=PATH[, prefix='backbone.'])``
-            loads a released ``.pth``, a timm ``.safetensors`` or an mmengine checkpoint strictly (a missing backbone
-            key or a shape mismatch raises: :func:`mmincnext.checkpoint.load_pretrained`). Defaults to
-            truncated-normal (std 0.02) conv and linear weights with zero bias.
+            loads a released ``.pth`` (the official ConvNeXt layout too: :meth:`convert_checkpoint`), a timm
+            ``.safetensors`` or an mmengine checkpoint strictly (a missing backbone key or a shape mismatch raises:
+            :func:`mmincnext.checkpoint.load_pretrained`). Defaults to truncated-normal (std 0.02) conv and linear
+            weights with zero bias.
     """
 
     arch_settings: Dict[str, dict] = {}
@@ -280,6 +319,14 @@ class MetaNeXt(MetaNeXtBackbone):
             raise ValueError(f'token_mixer needs one dict or {self.num_stages} (one per stage), got {token_mixer!r}')
         return [select_token_mixer(merge_token_mixer(self.arch['token_mixer'], override), fused_mixer)
                 for override in overrides]
+
+    def convert_checkpoint(self, state_dict: dict) -> dict:
+        """The official ConvNeXt layout (``downsample_layers.*``, ``stages.i.j.{dwconv[.conv], norm, pwconv1,
+        pwconv2, gamma}``, ``norm``, ``head``: ConvNeXt's release and the InceptionNeXt release's Table 10 variants)
+        mapped to ours (:func:`convert_convnext_checkpoint`); any other layout is returned as it is."""
+        if any(key.startswith('downsample_layers.') for key in state_dict):
+            return convert_convnext_checkpoint(state_dict, CONVNEXT_RULES)
+        return state_dict
 
     def frozen_modules(self) -> List[nn.Module]:
         return [self.stem] + list(self.stages[:self.frozen_stages]) if self.frozen_stages >= 0 else []
@@ -369,6 +416,14 @@ class MetaNeXtIsotropic(MetaNeXtBackbone):
         if missing:
             raise ValueError(f'A custom {cls.__name__} arch needs the keys {sorted(missing)}; got {sorted(arch)}')
         return dict(dict(mlp_ratio=4, token_mixer=None), **arch)
+
+    def convert_checkpoint(self, state_dict: dict) -> dict:
+        """Isotropic ConvNeXt's official layout (``stem``, ``blocks.j.{dwconv, norm, pwconv1, pwconv2[, gamma]}``,
+        ``norm``, ``head``) mapped to ours (:func:`convert_convnext_checkpoint`); any other layout is returned as it
+        is."""
+        if any(re.fullmatch(r'blocks\.\d+\.pwconv1\.weight', key) for key in state_dict):
+            return convert_convnext_checkpoint(state_dict, ISOTROPIC_CONVNEXT_RULES)
+        return state_dict
 
     def frozen_modules(self) -> List[nn.Module]:
         return [self.stem] + list(self.blocks[:self.frozen_stages]) if self.frozen_stages >= 0 else []

@@ -14,7 +14,8 @@ class InceptionNeXtClassifier(ImageClassifier):
     silently untouched. Here the checkpoint's layout is recognised and every weight must fit:
 
     - an official ``.pth`` or timm ``.safetensors`` (flat keys): ``head.*`` goes to the head, the rest to the
-      backbone;
+      backbone; another release's layout (the official ConvNeXt files of the paper's Table 10) is first mapped to
+      this one by the backbone's ``convert_checkpoint``;
     - an mmengine checkpoint of this classifier (``backbone.*``, ``head.*``), e.g. ``epoch_300.pth``.
 
     A missing, unexpected or mis-shaped key raises :class:`mmincnext.checkpoint.CheckpointError`. To fine-tune on
@@ -42,6 +43,9 @@ class InceptionNeXtClassifier(ImageClassifier):
             load_state_dict_strictly(self.backbone, select_prefix(state_dict, 'backbone.', source),
                                      f"{source} (prefix 'backbone.')")
         else:
+            convert = getattr(self.backbone, 'convert_checkpoint', None)
+            if convert is not None:
+                state_dict = convert(state_dict)
             load_state_dict_strictly(self.backbone, state_dict, source)
         load_state_dict_strictly(self.head, select_prefix(state_dict, 'head.', source), f"{source} (prefix 'head.')",
                                  ignore_prefixes=())
