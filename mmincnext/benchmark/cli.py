@@ -182,8 +182,27 @@ def parse_mixer_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace
 def describe_device(device: str) -> str:
     if device.startswith('cuda'):
         return f'{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})'
-    return (f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads, '
-            f'{torch.backends.cpu.get_cpu_capability()}')
+    return (f'{cpu_name()}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}'
+            f'{", AMX" if "amx_bf16" in _cpuinfo_field("flags").split() else ""}')
+
+
+def _cpuinfo_field(name: str) -> str:
+    """The first ``name`` line of /proc/cpuinfo (Linux), else ''."""
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            key, _, value = line.partition(':')
+            if key.strip() == name:
+                return value.strip()
+    except OSError:
+        pass
+    return ''
+
+
+def cpu_name() -> str:
+    """The CPU as lscpu names it: model name, family and model (virtual machines often report a generic name)."""
+    model = _cpuinfo_field('model name') or platform.processor() or platform.machine()
+    family, number = _cpuinfo_field('cpu family'), _cpuinfo_field('model')
+    return f'{model} (family {family} model {number})' if family and number else f'{model} CPU'
 
 
 def describe(settings, mixer: bool = False) -> str:

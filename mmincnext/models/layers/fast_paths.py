@@ -4,9 +4,13 @@ Each fast path is a drop-in subclass: the same parameters under the same names (
 same function, another op sequence. The backbone picks its classes once, at construction, through
 :func:`select_block` and :func:`select_token_mixer`; nothing is re-decided per forward.
 
-- :class:`GemmMetaNeXtBlock` (``fast_path='gemm'``; ``'auto'`` on CPU): the MLP as two GEMMs over a channels-last
-  view. On CPU a GEMM (``F.linear``) is faster than oneDNN's 1x1 convolution, forward and backward, and the
-  channels-last view costs no copy (docs/speed.md has the measurements).
+- :class:`OneDNNMetaNeXtBlock` (``fast_path='onednn'``; ``'auto'`` on CPU where PyTorch has oneDNN's fused linear
+  ops): CPU inference with the MLP's biases, GELU and residual inside oneDNN's GEMMs, the MLP over slices of tokens.
+- :class:`GemmMetaNeXtBlock` (``fast_path='gemm'``; ``'auto'`` on CPU without them): the MLP as two GEMMs over a
+  channels-last view. On CPU a GEMM (``F.linear``) is faster than oneDNN's 1x1 convolution, forward and backward, and
+  the channels-last view costs no copy (docs/speed.md has the measurements).
+- :class:`FusedResidualMetaNeXtBlock` (``fast_path='fused_residual'``): timm's op sequence with the residual, layer
+  scale and drop path as one op (a switch the GPU check times against the CUDA default).
 - :class:`FusedInceptionDWConv2d` (``fused_mixer=True`` or ``MMINCNEXT_FUSED_MIXER=1``): the Inception depthwise
   mixer as one Triton kernel on CUDA (:mod:`mmincnext.ops.inception_dwconv`, beside its eager reference). Off
   unless asked for (:data:`FUSED_MIXER_DEFAULT`).
