@@ -18,6 +18,7 @@ mmpretrain     mmpretrain          onedl-mmpretrain
 So mmincnext's ``install_requires`` names neither (pip would install one family's files over the other's); the
 extras pick a family, and this module checks the import names and bridges what mmengine looks up by distribution.
 """
+import functools
 import importlib.metadata
 import importlib.util
 import re
@@ -120,6 +121,36 @@ TRITON_OP = torch_at_least(*TRITON_OP_TORCH)
 WRAP_TRITON_RUNS_INTERPRETED = torch_at_least(2, 13)
 
 
+# torch.ops.mkldnn._linear_pointwise: a linear layer with its bias and a pointwise op (GELU; or adding a tensor, in the
+# ``.binary`` overload) fused into oneDNN's GEMM, the op inductor's CPU fusions use. In builds with oneDNN (the x86
+# wheels; not every other platform's).
+def _has_onednn_linear_pointwise() -> bool:
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
+    except (AttributeError, RuntimeError):
+        return False
+
+
+ONEDNN_LINEAR_POINTWISE = _has_onednn_linear_pointwise()
+
+
+@functools.lru_cache(maxsize=None)
+def onednn_linear_dtypes() -> frozenset:
+    """The dtypes oneDNN's fused linear runs natively on this CPU: float32, and bfloat16 / float16 where oneDNN says
+    the CPU has them (e.g. AVX512-BF16 or AMX for bfloat16, AVX512-FP16 or AMX-FP16 for float16); empty without
+    :data:`ONEDNN_LINEAR_POINTWISE`."""
+    if not ONEDNN_LINEAR_POINTWISE:
+        return frozenset()
+    dtypes = {torch.float32}
+    for dtype, probe in ((torch.bfloat16, '_is_mkldnn_bf16_supported'), (torch.float16, '_is_mkldnn_fp16_supported')):
+        try:
+            if getattr(torch.ops.mkldnn, probe)():
+                dtypes.add(dtype)
+        except (AttributeError, RuntimeError):
+            pass
+    return frozenset(dtypes)
+
+
 def torch_requirement(major: int, minor: int, feature: str) -> str:
     """The message that ``feature`` needs torch >= major.minor, naming this environment's torch."""
     return f'{feature} needs torch >= {major}.{minor}; this environment has torch {torch.__version__}'
@@ -129,6 +160,15 @@ def require_torch(major: int, minor: int, feature: str) -> None:
     """Raise a RuntimeError naming ``feature`` and the torch it needs, where this torch is older."""
     if not torch_at_least(major, minor):
         raise RuntimeError(torch_requirement(major, minor, feature))
+
+
+def is_compiling() -> bool:
+    """Whether torch.compile (dynamo) is tracing the caller: ``torch.compiler.is_compiling()`` (torch >= 2.3), before
+    that ``torch._dynamo.is_compiling()``."""
+    if torch_at_least(2, 3):
+        return torch.compiler.is_compiling()
+    from torch import _dynamo
+    return _dynamo.is_compiling()
 
 
 def is_autocast_enabled(device_type: str) -> bool:

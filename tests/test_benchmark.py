@@ -105,6 +105,37 @@ def test_benchmark_bf16_reports_error(restore_threads):
     assert all(0 < r['rel_err_vs_fp32'] < 0.1 for r in results)
 
 
+def test_mlp_gemms_are_the_models_gemms(restore_threads):
+    """The GEMM limit runs, per block, fc1 and fc2 at the token counts and widths the backbone's blocks see (odd sizes
+    included), and its ratio column is the share of a model's time those GEMMs take."""
+    from mmincnext.benchmark.models import MLPGemms
+    from mmincnext.models import InceptionNeXt
+    model = InceptionNeXt('atto', out_norms=False).eval()
+    seen = []
+    for stage in model.stages:
+        for block in stage.blocks:
+            block.register_forward_hook(lambda m, args, out: seen.append(
+                (args[0].shape[0] * args[0].shape[2] * args[0].shape[3], m.mlp.fc1.weight.shape[:2])))
+    with torch.no_grad():
+        model(torch.randn(3, 3, 75, 97))
+    gemms = MLPGemms('atto', 3, (75, 97), torch.float32)
+    expected = [(len(getattr(gemms, f'tokens{i}')), tuple(getattr(gemms, f'fc1_{i}').shape))
+                for i, depth in enumerate(gemms.depths) for _ in range(depth)]
+    assert expected == [(tokens, tuple(shape)) for tokens, shape in seen]
+    results = run_models(parse_args(['--models', 'ours_deploy,mlp_gemms', '--modes', 'infer', '--memory-format',
+                                     'channels_last', '--precision', 'bf16', '--cast-weights'] + TINY_RUN))
+    assert [(r['model'], r['cast_weights'], r['rel_err_vs_fp32'] is None) for r in results] == [
+        ('ours_deploy', True, False), ('mlp_gemms', True, True)]
+    assert 0 < results[0]['rel_err_vs_fp32'] < 0.1  # against the float32 model it was cast from
+    rows = table_rows(model_table(results), 'infer')
+    assert float(rows['ours_deploy']['x mlp_gemms']) == pytest.approx(
+        results[0]['img_per_s'] / results[1]['img_per_s'], abs=0.01)
+    with pytest.raises(SystemExit):
+        parse_args(['--cast-weights', '--modes', 'infer'])  # fp32: nothing to cast
+    with pytest.raises(SystemExit):
+        parse_args(['--cast-weights', '--precision', 'bf16'])  # training in bf16 weights is not timed
+
+
 def test_a_failing_model_is_recorded_and_the_others_run(restore_threads, monkeypatch):
     monkeypatch.setitem(OURS_VARIANTS, 'ours_broken', dict(fast_path='no_such_path'))
     argv = ['--models', 'ours_broken,ours', '--modes', 'infer', '--memory-format', 'nchw'] + TINY_RUN

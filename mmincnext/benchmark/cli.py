@@ -21,6 +21,9 @@ Training and inference throughput (img/s) and peak memory of our InceptionNeXt n
     python tools/benchmark.py --threads 2 --rounds 7 --json work_dirs/bench.json --plot work_dirs/bench.png
     # the paper's GPU protocol (batch 128, 224x224, TF32, cudnn.benchmark, classifiers with cross-entropy)
     python tools/benchmark.py --device cuda --paper --precision bf16 [--compile] [--arch small]
+    # bf16 inference on a CPU with AMX, bf16 weights, against the MLP GEMMs alone and the previous CPU path
+    python tools/benchmark.py --precision bf16 --cast-weights --modes infer --memory-format channels_last \\
+        --models ours_deploy,ours_gemm_deploy,convnext,mlp_gemms
     # whole segmentors at 512x512: UperNet + InceptionNeXt-T against mmseg's own UperNet + ConvNeXt-T
     python tools/benchmark.py --dense --batch-size 2 --train-batch-size 2
     # Mask R-CNN + InceptionNeXt-T against mmdet's Mask R-CNN + ConvNeXt-T (needs mmcv's ops on that device)
@@ -41,8 +44,11 @@ Without ``--classifier`` models run without their heads (``forward_features``; o
 a training step is forward, ``features.mean()``, backward and an SGD step. With it (and with ``--paper``), they run
 with their ImageNet heads (ours with timm's head of the same arch, so only the backbones differ) and a training step
 is forward, cross-entropy on random labels, backward and an SGD step. ``--precision bf16`` and ``fp16`` run under
-``torch.autocast`` (fp16 with a GradScaler, as AmpOptimWrapper does) and also report the relative error of the output
-(inference) or of all gradients (training) against float32, on the same weights and input.
+``torch.autocast`` (fp16 with a GradScaler, as AmpOptimWrapper does), or with ``--cast-weights`` in that dtype
+throughout (inference), and also report the relative error of the output (inference) or of all gradients (training)
+against float32, on the same weights and input. ``mlp_gemms`` (a model name) times our backbone's MLP GEMMs alone at
+its shapes: the limit of a model whose time they dominate (its column ``x mlp_gemms`` is the share of a model's time
+those GEMMs would take).
 
 Precision is the user's: TF32 stays as PyTorch's flags say unless ``--tf32 on|off`` (``--paper``: on, as on the
 paper's A100, whose "FP32" img/s exceed the A100's plain-fp32 peak) sets both the cuDNN and the cuBLAS flag.
@@ -119,6 +125,9 @@ def benchmark_parser() -> argparse.ArgumentParser:
     parser.add_argument('--dense', action='store_true', help='time whole models from configs (see DENSE_CONFIGS)')
     parser.add_argument('--task', choices=tuple(DENSE_CONFIGS), default='seg',
                         help='--dense: UperNet segmentors (seg, default) or Mask R-CNN detectors (det)')
+    parser.add_argument('--cast-weights', action='store_true',
+                        help='inference in --precision\'s dtype throughout (weights and input cast, model.to(dtype)) '
+                        'instead of autocast')
     parser.add_argument('--mixer', action='store_true', help='run tools/benchmark_mixer.py with these arguments')
     parser.add_argument('--plot', help='draw the img/s comparison as a PNG here (needs matplotlib)')
     _add_common(parser)
@@ -142,6 +151,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     unknown = [m for m in args.models if m not in known]
     if unknown:
         parser.error(f'unknown model {unknown}; models are {known}')
+    if args.cast_weights and (args.precision == 'fp32' or 'train' in args.modes):
+        parser.error('--cast-weights times inference in bf16 or fp16: give --precision bf16|fp16 --modes infer')
     if args.configs and (args.dense or args.classifier):
         parser.error("--config times a config's backbone: not with --dense, --classifier or --paper")
     clash = [c for c in args.configs if config_name(c) in known]
@@ -171,8 +182,27 @@ def parse_mixer_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace
 def describe_device(device: str) -> str:
     if device.startswith('cuda'):
         return f'{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})'
-    return (f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads, '
-            f'{torch.backends.cpu.get_cpu_capability()}')
+    return (f'{cpu_name()}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}'
+            f'{", AMX" if "amx_bf16" in _cpuinfo_field("flags").split() else ""}')
+
+
+def _cpuinfo_field(name: str) -> str:
+    """The first ``name`` line of /proc/cpuinfo (Linux), else ''."""
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            key, _, value = line.partition(':')
+            if key.strip() == name:
+                return value.strip()
+    except OSError:
+        pass
+    return ''
+
+
+def cpu_name() -> str:
+    """The CPU as lscpu names it: model name, family and model (virtual machines often report a generic name)."""
+    model = _cpuinfo_field('model name') or platform.processor() or platform.machine()
+    family, number = _cpuinfo_field('cpu family'), _cpuinfo_field('model')
+    return f'{model} (family {family} model {number})' if family and number else f'{model} CPU'
 
 
 def describe(settings, mixer: bool = False) -> str:
@@ -184,7 +214,10 @@ def describe(settings, mixer: bool = False) -> str:
     else:
         what = f'{"classifiers" if settings.classifier else "backbones"} ({settings.arch})'
     tf32 = '' if settings.tf32 == 'keep' else f', TF32 {settings.tf32}'
-    return (f'{what} {settings.img_size[0]}x{settings.img_size[1]}, {settings.precision}{tf32}'
+    precision = settings.precision
+    if precision != 'fp32':
+        precision += ' weights' if getattr(settings, 'cast_weights', False) else ' autocast'
+    return (f'{what} {settings.img_size[0]}x{settings.img_size[1]}, {precision}{tf32}'
             f'{", compiled" if settings.compile else ""}, {describe_device(settings.device)}, '
             f'torch {torch.__version__}, median of {settings.rounds} rounds of {settings.steps} step(s)')
 

@@ -6,6 +6,8 @@ scalar to train on).
   inference only. A new switch is one line in the table; :data:`SWITCHES` (every variant but the per-device
   default) is what the GPU check times against that default.
 - timm's models (:data:`TIMM_NAMES`), built with random weights.
+- ``mlp_gemms`` (:data:`GEMM_LIMIT`): not a model but the limit of ours where its MLP GEMMs dominate, those GEMMs
+  alone at its shapes (:class:`MLPGemms`, inference).
 - Whole segmentors and detectors from configs (:data:`DENSE_CONFIGS`, ``--dense``).
 - Any backbone from a config (``--config``): its ``model.backbone`` (or its ``model``, for a config whose model is
   a bare backbone), e.g. the paper's ablation and Table 10 variants.
@@ -25,6 +27,7 @@ import torch.nn as nn
 OURS_VARIANTS: Dict[str, dict] = {
     'ours': dict(),
     'ours_gemm': dict(fast_path='gemm'),  # the GEMM path forced: channels-last F.linear, bias in the matmul
+    'ours_fused_residual': dict(fast_path='fused_residual'),  # residual, layer scale and drop path in one op
     'ours_fused': dict(fused_mixer=True),  # the token mixer as one Triton kernel
 }
 DEPLOY_SUFFIX = '_deploy'
@@ -32,6 +35,9 @@ DEPLOY_SUFFIX = '_deploy'
 SWITCHES: Tuple[str, ...] = tuple(name for name in OURS_VARIANTS if name != 'ours')
 # Keyword arguments whose true value makes a variant run a Triton kernel (skipped where Triton cannot run).
 TRITON_SWITCHES = ('fused_mixer', )
+# Not a model: our backbone's MLP GEMMs alone at its shapes (:class:`MLPGemms`), the limit of a model whose time
+# they dominate; ``ours`` img/s over its img/s is the share of ours' time its MLP GEMMs would take.
+GEMM_LIMIT = 'mlp_gemms'
 
 REFERENCE = 'convnext'
 TIMM_NAMES = dict(timm_incnext='inception_next_{arch}', convnext='convnext_{arch}', resnet50='resnet50',
@@ -50,7 +56,7 @@ def ours_names() -> Tuple[str, ...]:
 
 
 def known_models() -> Tuple[str, ...]:
-    return ours_names() + tuple(TIMM_NAMES)
+    return ours_names() + tuple(TIMM_NAMES) + (GEMM_LIMIT, )
 
 
 def ours_variant(name: str) -> Tuple[dict, bool]:
@@ -71,9 +77,57 @@ def needs_triton(name: str) -> bool:
 class Candidate:
 
     def __init__(self, name: str, module: nn.Module, forward: Callable, loss: Callable,
-                 modes: Sequence[str] = ('infer', 'train'), fullgraph: bool = False):
+                 modes: Sequence[str] = ('infer', 'train'), fullgraph: bool = False, limit: bool = False):
         self.name, self.module, self.forward, self.loss, self.modes = name, module, forward, loss, tuple(modes)
         self.fullgraph = fullgraph  # torch.compile(fullgraph=True) is expected to hold
+        self.limit = limit  # a bound to compare with, not a model: neither compiled nor checked against float32
+
+
+class MLPGemms(nn.Module):
+    """Our backbone's MLP GEMMs alone, at the shapes one forward of ``arch`` on ``batch`` images of ``img_size``
+    runs them: per block, fc1 (tokens x C by C x hidden) and fc2 (tokens x hidden by hidden x C) as bare
+    ``torch.mm`` into preallocated outputs, in ``dtype``, autocast off. No bias, GELU, residual, mixer or allocation:
+    the time a forward would take if nothing but its MLP GEMMs ran."""
+
+    def __init__(self, arch: str, batch: int, img_size: Sequence[int], dtype: torch.dtype):
+        from mmincnext.models import InceptionNeXt
+        super().__init__()
+        parsed = InceptionNeXt.parse_arch(arch)
+        self.depths = tuple(parsed['depths'])
+        height, width = img_size[0] // 4, img_size[1] // 4  # the stem's stride, then 2x2 stride-2 downsamples
+        gen = torch.Generator().manual_seed(0)
+
+        def buffer(name, *shape):
+            self.register_buffer(name, (torch.randn(*shape, generator=gen) * 0.05).to(dtype), persistent=False)
+        for i, (channels, ratio) in enumerate(zip(parsed['dims'], parsed['mlp_ratios'])):
+            if i:
+                height, width = height // 2, width // 2
+            tokens, hidden = batch * height * width, int(ratio * channels)
+            buffer(f'tokens{i}', tokens, channels)
+            buffer(f'fc1_{i}', hidden, channels)
+            buffer(f'hidden{i}', tokens, hidden)
+            buffer(f'fc2_{i}', channels, hidden)
+            buffer(f'out{i}', tokens, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            for i, depth in enumerate(self.depths):
+                tokens, hidden, out = getattr(self, f'tokens{i}'), getattr(self, f'hidden{i}'), getattr(self, f'out{i}')
+                for _ in range(depth):
+                    torch.mm(tokens, getattr(self, f'fc1_{i}').t(), out=hidden)
+                    torch.mm(hidden, getattr(self, f'fc2_{i}').t(), out=out)
+        return out
+
+
+def gemm_limit_candidate(settings) -> Candidate:
+    """:class:`MLPGemms` of ``settings.arch`` at the inference batch, in the precision's dtype (float32 for fp32)."""
+    from .timing import PRECISIONS
+    module = MLPGemms(settings.arch, settings.batch_size, settings.img_size,
+                      PRECISIONS[settings.precision] or torch.float32)
+
+    def forward(m, x):
+        return m(x)
+    return Candidate(GEMM_LIMIT, module, forward, classifier_loss(forward, settings), modes=('infer', ), limit=True)
 
 
 class OursClassifier(nn.Module):
@@ -107,6 +161,8 @@ def backbone_candidate(name: str, settings) -> Candidate:
     import timm
 
     from mmincnext.models import InceptionNeXt
+    if name == GEMM_LIMIT:
+        return gemm_limit_candidate(settings)
     if name in ours_names():
         kwargs, deploy = ours_variant(name)
         model = InceptionNeXt(settings.arch, out_indices=(3, ), out_norms=False, **kwargs)

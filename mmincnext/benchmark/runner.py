@@ -5,6 +5,7 @@ With ``settings.keep_going`` a model that fails (to build, to run, out of memory
 others still run; without it the exception ends the run, as a user at a terminal wants. ``deadline`` (a
 ``time.time()`` value) starts no further model (CUDA) or round (CPU) after it: the GPU check's budget.
 """
+import copy
 import time
 from typing import Callable, List, Optional
 
@@ -13,8 +14,8 @@ import torch.nn as nn
 
 from .models import build_candidate, config_name, needs_triton
 from .records import Recorder, error_text
-from .timing import (MEMORY_FORMATS, autocast, median, peak_memory_mb, precision_flags, relative_error, time_round,
-                     warm_up)
+from .timing import (MEMORY_FORMATS, PRECISIONS, autocast, median, peak_memory_mb, precision_flags, relative_error,
+                     time_round, warm_up)
 
 PAST_DEADLINE = 'not started: past the deadline'
 
@@ -26,6 +27,13 @@ class Entry:
         self.cand, self.mode, self.fmt, self.module, self.x, self.step = cand, mode, fmt, module, x, step
         self.times: List[float] = []
         self.warmup_s = 0.0
+        self.float32_module: Optional[nn.Module] = None  # cast weights: the model before the cast
+
+
+def autocast_precision(settings) -> str:
+    """The precision autocast runs at: ``settings.precision``, or none (fp32) where the weights themselves are cast
+    to it (``cast_weights``)."""
+    return 'fp32' if settings.cast_weights else settings.precision
 
 
 def make_step(cand, module: nn.Module, mode: str, x: torch.Tensor, settings) -> Callable:
@@ -35,7 +43,7 @@ def make_step(cand, module: nn.Module, mode: str, x: torch.Tensor, settings) -> 
 
         def step():
             module.eval()
-            with torch.inference_mode(), autocast(settings.device, settings.precision):
+            with torch.inference_mode(), autocast(settings.device, autocast_precision(settings)):
                 return cand.forward(module, x)
         return step
     from mmincnext.compat import grad_scaler
@@ -59,11 +67,18 @@ def make_step(cand, module: nn.Module, mode: str, x: torch.Tensor, settings) -> 
 
 
 def precision_error(entry: Entry, settings) -> Optional[float]:
-    """Relative error of the output (infer) or of all gradients (train) under autocast, against float32 on the
-    same weights and input."""
-    if settings.precision == 'fp32':
+    """Relative error of the output (infer) or of all gradients (train) under autocast (or in the cast weights'
+    dtype), against float32 on the same weights and input."""
+    if settings.precision == 'fp32' or entry.cand.limit:
         return None
     cand, module, x = entry.cand, entry.module, entry.x
+    if entry.float32_module is not None:  # cast weights: the float32 model they were cast from, on the same input
+        results = []
+        for m, inputs in ((entry.float32_module, x.float()), (module, x)):
+            m.eval()
+            with torch.inference_mode():
+                results.append(cand.forward(m, inputs).float())
+        return relative_error(results[1], results[0])
     results = []
     for precision in ('fp32', settings.precision):
         ctx = autocast(settings.device, precision)
@@ -89,7 +104,12 @@ def precision_error(entry: Entry, settings) -> Optional[float]:
 def build_entries(name: str, fmt: str, settings, config: Optional[str] = None) -> List[Entry]:
     cand = build_candidate(name, settings, config)
     module = cand.module.to(settings.device, memory_format=MEMORY_FORMATS[fmt])
-    if settings.compile:
+    float32_module, dtype = None, None
+    if settings.cast_weights:
+        dtype = PRECISIONS[settings.precision]
+        float32_module = None if cand.limit else copy.deepcopy(module)
+        module = module.to(dtype)
+    if settings.compile and not cand.limit:
         module = torch.compile(module, fullgraph=cand.fullgraph)
     batch = dict(infer=settings.batch_size, train=settings.train_batch_size)
     entries = []
@@ -97,14 +117,16 @@ def build_entries(name: str, fmt: str, settings, config: Optional[str] = None) -
         if mode not in cand.modes:
             continue
         x = torch.randn(batch[mode], 3, *settings.img_size, generator=torch.Generator().manual_seed(0))
-        x = x.to(settings.device).contiguous(memory_format=MEMORY_FORMATS[fmt])
+        x = x.to(settings.device, dtype).contiguous(memory_format=MEMORY_FORMATS[fmt])
         entries.append(Entry(cand, mode, fmt, module, x, make_step(cand, module, mode, x, settings)))
+        entries[-1].float32_module = float32_module
     return entries
 
 
 def setting_fields(settings) -> dict:
     return dict(img_size=list(settings.img_size), arch=settings.arch, precision=settings.precision,
-                compile=settings.compile, classifier=settings.classifier, device=settings.device)
+                cast_weights=settings.cast_weights, compile=settings.compile,
+                classifier=settings.classifier, device=settings.device)
 
 
 def result_of(entry: Entry, settings, flags: dict) -> dict:

@@ -230,9 +230,11 @@ class MetaNeXt(MetaNeXtBackbone):
         norm_eval (bool): Keep every BN layer in eval mode during training. Defaults to False.
         with_cp (bool): Activation checkpointing of every block (less memory, slower). Defaults to False.
         fast_path (str): Which implementation of the blocks runs, with the same function and weights
-            (:mod:`mmincnext.models.layers.fast_paths`): ``'gemm'`` the MLPs as GEMMs over channels-last views,
-            ``'reference'`` timm's op sequence, ``'auto'`` (default) the GEMM path where the model will run on a
-            CPU, the reference elsewhere. Chosen once, at construction.
+            (:func:`mmincnext.models.layers.fast_paths.select_block`): ``'onednn'`` CPU inference through oneDNN's
+            fused linear ops, ``'gemm'`` the MLPs as GEMMs over channels-last views, ``'fused_residual'`` timm's op
+            sequence with the residual in one op, ``'reference'`` timm's op sequence, ``'auto'`` (default)
+            ``'onednn'`` (or ``'gemm'``) where the model will run on a CPU, the reference elsewhere. Chosen once, at
+            construction.
         fused_mixer (bool, optional): The Inception mixer as one fused Triton kernel on CUDA inputs
             (:class:`~mmincnext.models.layers.fast_paths.FusedInceptionDWConv2d`); None (default) reads
             ``MMINCNEXT_FUSED_MIXER`` (1 or 0), else off.
