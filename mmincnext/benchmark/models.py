@@ -22,8 +22,8 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-# Our backbone's variants. 'ours' is the per-device default (CPU: the channels-last GEMM path; CUDA: timm's op
-# sequence); the others are the switches a user can set.
+# Our backbone's variants. 'ours' is the per-device default (fast_path='auto': on a CPU the oneDNN block in inference
+# and the GEMM path in training; on CUDA timm's op sequence); the others are the switches a user can set.
 OURS_VARIANTS: Dict[str, dict] = {
     'ours': dict(),
     'ours_gemm': dict(fast_path='gemm'),  # the GEMM path forced: channels-last F.linear, bias in the matmul

@@ -12,6 +12,7 @@ from typing import Callable, List, Optional
 import torch
 import torch.nn as nn
 
+from ..compat import CPU_FP16_AUTOCAST, torch_requirement
 from .models import build_candidate, config_name, needs_triton
 from .records import Recorder, error_text
 from .timing import (MEMORY_FORMATS, PRECISIONS, autocast, median, peak_memory_mb, precision_flags, relative_error,
@@ -159,6 +160,12 @@ def run_models(settings, recorder: Optional[Recorder] = None, deadline: Optional
     with precision_flags(settings.tf32, settings.device) as flags:
         todo = [(name, None) for name in settings.models] + [(None, path) for path in settings.configs]
         runnable = []
+        if settings.precision == 'fp16' and not settings.device.startswith('cuda') and not CPU_FP16_AUTOCAST:
+            skip_all = torch_requirement(2, 2, 'CPU float16 autocast')
+            for name, config in todo:
+                for fmt in settings.memory_formats:
+                    recorder.add(problem(_label(name, config), fmt, None, settings, skipped=skip_all))
+            todo = []
         for name, config in todo:
             if name is not None and triton_problem and needs_triton(name):
                 for fmt in settings.memory_formats:
