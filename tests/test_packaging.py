@@ -18,7 +18,7 @@ import pytest
 from modelindex.load_model_index import load as load_model_index
 from packaging.requirements import Requirement
 
-from conftest import REPO, load_config
+from conftest import REPO, load_config, require, require_config
 from mmincnext.utils import build_model_from_config
 
 PAPER_CONFIGS = ['upernet_incnext_t_ade20k.py', 'mask_rcnn_incnext_t_coco.py', 'incnext_t_in1k.py']
@@ -110,14 +110,16 @@ def wheel_metadata(wheel):
 
 
 def test_wheel_requires_only_the_backbones_dependencies(wheel):
-    """``pip install mmincnext``: torch (unpinned), numpy, safetensors: what both OpenMMLab families share. mmcv and
-    mmengine come with an extra of one family (upstream: [mminstall], [seg], ...; OneDL: [onedl], [onedl-seg], ...),
-    the task libraries with the task's extra (tests/test_families.py checks the families stay apart)."""
+    """``pip install mmincnext``: torch, numpy (lower bounds only: users keep theirs), safetensors: what both
+    OpenMMLab families share, on the Pythons docs/compatibility.md names. mmcv and mmengine come with an extra of one
+    family (upstream: [mminstall], [seg], ...; OneDL: [onedl], [onedl-seg], ...), the task libraries with the task's
+    extra (tests/test_families.py checks the families stay apart)."""
     metadata = wheel_metadata(wheel)
     requirements = [Requirement(line) for line in metadata.get_all('Requires-Dist')]
     base = {req.name: req for req in requirements if req.marker is None}
     assert set(base) == {'torch', 'numpy', 'safetensors'}
-    assert not base['torch'].specifier
+    assert all(spec.operator == '>=' for name in ('torch', 'numpy') for spec in base[name].specifier)
+    assert metadata['Requires-Python'] == '>=3.9'
     by_extra = {extra: {req.name for req in requirements if req.marker and req.marker.evaluate({'extra': extra})}
                 for extra in metadata.get_all('Provides-Extra')}
     assert by_extra['mminstall'] == {'mmcv', 'mmengine'} and by_extra['onedl'] == {'onedl-mmcv', 'onedl-mmengine'}
@@ -131,12 +133,17 @@ def test_wheel_requires_only_the_backbones_dependencies(wheel):
 
 @pytest.mark.integration
 def test_installing_the_wheel_here_adds_only_mmincnext(wheel, tmp_path):
-    """``pip install --dry-run --report`` of the wheel with this venv's family's extras ([all,tests] upstream,
-    [onedl-all,tests] in a OneDL venv) and without extras: pip would install mmincnext and nothing else; above all
-    no distribution of the other family over this one's files. --no-index: every requirement is met here."""
-    onedl = any(True for _ in importlib.metadata.distributions(name='onedl-mmengine'))
+    """``pip install --dry-run --report`` of the wheel with this venv's extras ([all,tests] upstream,
+    [onedl-all,tests] in a OneDL venv, [tests] beside mmcv-lite) and without extras: pip would install mmincnext and
+    nothing else; above all no distribution of the other family over this one's files. --no-index: every
+    requirement is met here."""
+    def installed(name):
+        return any(True for _ in importlib.metadata.distributions(name=name))
+
+    venv_extras = ('[onedl-all,tests]' if installed('onedl-mmengine') else
+                   '[tests]' if installed('mmcv-lite') else '[all,tests]')
     installs = {}
-    for extras in ('', '[onedl-all,tests]' if onedl else '[all,tests]'):
+    for extras in ('', venv_extras):
         report = tmp_path / f'report{extras}.json'
         pip(['install', '--dry-run', '--no-index', '--report', str(report), f'{wheel}{extras}'])
         installs[extras] = sorted(item['metadata']['name'] for item in json.loads(report.read_text())['install'])
@@ -146,6 +153,8 @@ def test_installing_the_wheel_here_adds_only_mmincnext(wheel, tmp_path):
 @pytest.mark.integration
 def test_installed_configs_build_the_papers_models(site, tmp_path):
     """The installed configs resolve their _base_ files and custom_imports from the site directory alone."""
+    for name in PAPER_CONFIGS:
+        require_config(name)
     installed = run_python(site, f"""
 import json, os, sys
 from pathlib import Path
@@ -170,6 +179,8 @@ def test_installed_configs_resolve_where_only_onedl_distributions_are(site, tmp_
     """The installed wheel in this venv as mmengine sees a OneDL one (tests/onedl_lookup.py; in the OneDL venv that
     is the real lookup): ``import mmincnext`` fixes the `mmseg::` lookup, and every config in the wheel's .mim loads,
     each mmseg::, mmdet:: and mmpretrain:: base from that package's own directory."""
+    for library in TASK_LIBRARIES.values():
+        require(library)
     installed = run_python(site, f"""
 import json, sys
 from pathlib import Path
@@ -211,6 +222,7 @@ def test_each_task_needs_only_its_library(site, tmp_path, task, datasets):
     mmincnext.datasets.det registers its datasets in mmdet's registry with the other task libraries missing
     (likewise seg and cls)."""
     library = TASK_LIBRARIES[task]
+    require(library)
     loaded = run_python(site, f"""
 import importlib, json, sys
 import mmincnext, mmincnext.datasets
@@ -243,6 +255,7 @@ def test_mim_search_lists_the_model_index(site, tmp_path):
 def test_mim_runs_the_installed_tools_on_the_installed_configs(site, tmp_path, command, config, missing):
     """mim finds the config by name and the tool under .mim, and the tool builds the whole model from the installed
     registries: the first thing missing is the dataset, which our layout check names."""
+    require_config(config)
     result = run_installed(site, sys.executable, '-m', 'mim', command[0], 'mmincnext', config, *command[1:],
                            cwd=tmp_path)
     output = result.stdout + result.stderr
