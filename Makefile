@@ -28,7 +28,7 @@ setup-onedl:
 
 test-onedl: setup-onedl
 	$(ONEDL_PYTHON) -m pytest -m integration tests
-	$(ONEDL_PYTHON) -m pytest tests/test_fused_mixer.py tests/test_gpu_check.py
+	$(ONEDL_PYTHON) -m pytest tests/test_ops/test_fused_mixer.py tests/test_tools/test_gpu_check.py
 
 setup-min:
 	bash tools/setup_env.sh --min

@@ -33,7 +33,7 @@ model = dict(
 
 image_size = 384
 # The B config's pipeline at 384 (one list: a config cannot change one entry of an inherited list;
-# tests/test_incnext_b_384.py keeps the two equal but for the crop size).
+# tests/test_configs/test_incnext_b_384.py keeps the two equal but for the crop size).
 bgr_mean = [103.53, 116.28, 123.675]
 bgr_std = [57.375, 57.12, 58.395]
 train_pipeline = [

@@ -20,7 +20,7 @@ model = dict(
 # Here the catch-all is the no-decay group, and the decayed parameters are named by pattern, for any depth: the
 # backbone's convolutions (weights and biases), i.e. the stem's conv, each downsample's conv, the token mixers'
 # depthwise convs and the MLPs' 1x1 convs. Everything else in InceptionNeXt is a BN (stem, downsamples, blocks,
-# output norms) or a layer scale. tests/test_retinanet_mask2former.py checks every parameter of T, S and B.
+# output norms) or a layer scale. tests/test_configs/test_retinanet_mask2former.py checks every parameter of T, S and B.
 backbone_decay = dict(lr_mult=0.1, decay_mult=1.0)
 embed_multi = dict(lr_mult=1.0, decay_mult=0.0)
 custom_keys = {

@@ -28,17 +28,17 @@ LAYER_DECAY = 'mmincnext/engine/optimizers/layer_decay_optimizer_constructor.py'
 REPORT = 'mmincnext/benchmark/report.py'
 KERNEL = 'mmincnext/ops/inception_dwconv.py'
 
-TEST_CHECKPOINT = 'tests/test_checkpoint.py'
+TEST_CHECKPOINT = 'tests/test_models/test_checkpoint.py'
 UNPICKLING = [TEST_CHECKPOINT, '-k', 'payloads or abused or getattr or safe_globals or malicious or url']
 STRICTNESS = [TEST_CHECKPOINT, '-k', 'other_width or other_depth or shape_mismatch or wrong_prefix']
-TIMM_EQUALITY = ['tests/test_speed.py::test_training_step_equals_timm', 'tests/test_backbone.py', '-k',
+TIMM_EQUALITY = ['tests/test_models/test_speed.py::test_training_step_equals_timm', 'tests/test_models/test_backbone.py', '-k',
                  'equals_timm or equal_timm and atto']
-OUTPUTS = ['tests/test_backbone.py', '-k', 'output_norm or out_indices or frozen or norm_eval']
-FOLDING = ['tests/test_speed.py', '-k', 'switch_to_deploy']
-LAYER_DECAY_TESTS = ['tests/test_layer_decay.py']
-REPORT_TESTS = ['tests/test_benchmark.py', '-k', 'report or mixer_network']
+OUTPUTS = ['tests/test_models/test_backbone.py', '-k', 'output_norm or out_indices or frozen or norm_eval']
+FOLDING = ['tests/test_models/test_speed.py', '-k', 'switch_to_deploy']
+LAYER_DECAY_TESTS = ['tests/test_engine/test_layer_decay.py']
+REPORT_TESTS = ['tests/test_tools/test_benchmark.py', '-k', 'report or mixer_network']
 INTERPRETER = dict(TRITON_INTERPRET='1')
-KERNEL_TESTS = ['tests/test_fused_mixer.py', '--noconftest', '-k', 'cpu-interpreter and (small_tiles or custom-k5)']
+KERNEL_TESTS = ['tests/test_ops/test_fused_mixer.py', '--noconftest', '-k', 'cpu-interpreter and (small_tiles or custom-k5)']
 
 MUTANTS = [
     # -- checkpoint loading and the unpickling allow-list ----------------------------------------------------------
@@ -80,17 +80,17 @@ MUTANTS = [
     # -- training hooks ------------------------------------------------------------------------------------------
     Mutant('non-finite check only catches NaN', HOOKS,
            '        if math.isfinite(loss):', '        if not math.isnan(loss):',
-           ['tests/test_engine.py', '-k', 'non_finite'], 'an infinite loss trains on'),
+           ['tests/test_engine/test_runner_and_hooks.py', '-k', 'non_finite'], 'an infinite loss trains on'),
     Mutant('non-finite message names the previous iteration', HOOKS,
            "f'Non-finite loss at iteration {runner.iter + 1}", "f'Non-finite loss at iteration {runner.iter}",
-           ['tests/test_engine.py', '-k', 'non_finite'], 'the message points at the wrong batch'),
+           ['tests/test_engine/test_runner_and_hooks.py', '-k', 'non_finite'], 'the message points at the wrong batch'),
     Mutant('resume does not restore the random state', HOOKS,
            '            return\n        self._restore(runner, state)', '            return\n        pass',
-           ['tests/test_engine.py', '-k', 'resume'],
+           ['tests/test_engine/test_runner_and_hooks.py', '-k', 'resume'],
            'a resumed run draws other dropout masks than an uninterrupted one'),
     Mutant('EMA updated every iteration', HOOKS,
            '        if runner.optim_wrapper.should_update():', '        if True:',
-           ['tests/test_incnext_b_384.py', '-k', 'ema_is_timms'],
+           ['tests/test_configs/test_incnext_b_384.py', '-k', 'ema_is_timms'],
            "with gradient accumulation the EMA decays faster than timm's ModelEmaV2"),
 
     # -- the backbone: timm's numbers, outputs, options ----------------------------------------------------------
@@ -105,7 +105,7 @@ MUTANTS = [
     Mutant('layer scale folded under autocast', FAST_PATHS,
            'if gamma is not None and not is_autocast_enabled(x.device.type) and x.dtype in',
            'if gamma is not None and x.dtype in',
-           ['tests/test_precision.py::test_fp16_keeps_tiny_layer_scale'],
+           ['tests/test_models/test_precision.py::test_fp16_keeps_tiny_layer_scale'],
            'float16 rounds W * 1e-6 to 0: every residual branch is lost at the start of training'),
     Mutant('last output norm skipped', BACKBONE,
            "                out = getattr(self, f'norm{i}')(x)\n",
@@ -178,15 +178,15 @@ MUTANTS = [
 
     # -- test-time augmentation, the OneDL config lookup, the fused kernel ---------------------------------------
     Mutant('single-scale TTA view is the flipped one', 'configs/_base_/default_runtime.py',
-           "single_scale_view=4)", "single_scale_view=5)", ['tests/test_tta.py'],
+           "single_scale_view=4)", "single_scale_view=5)", ['tests/test_datasets/test_tta.py'],
            "--tta's single-scale mIoU comes from the flipped view"),
     Mutant('TTA ratios stop at 1.5', 'configs/_base_/datasets/ade20k.py',
            'img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]', 'img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5]',
-           ['tests/test_tta.py'], "the multi-scale mIoU is not the paper's protocol"),
+           ['tests/test_datasets/test_tta.py'], "the multi-scale mIoU is not the paper's protocol"),
     Mutant('OneDL mmseg:: bases not remapped', 'mmincnext/compat.py',
            '        if not _distribution_installed(upstream) and _importable(module):',
            '        if _distribution_installed(upstream) and _importable(module):',
-           ['tests/test_families.py', '-k', 'every_config_loads'],
+           ['tests/test_packaging/test_families.py', '-k', 'every_config_loads'],
            'every segmentation config fails to load under onedl-mmsegmentation'),
     Mutant('fused mixer reads one row past the image', KERNEL,
            'not per tap\n            row_ok = c_ok & (hh >= 0) & (hh < H)',

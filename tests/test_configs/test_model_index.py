@@ -10,7 +10,7 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config
 from modelindex.load_model_index import load
-from conftest import REPO, load_tool, require_config
+from helpers import REPO, load_tool, require_config
 
 from mmincnext.models.layers import SelfAttention2d
 
@@ -224,7 +224,7 @@ def counted(cfg: Config, height: int, width: int):
     proposal, and its RoI head's count is scaled to the config's ``max_per_img`` proposals for the box branches
     (1000: on a 1280x800 image mmdet's RPN keeps that many) and to 100 RoIs for the mask branches. Direct
     full-size counts gave the same integers: Mask R-CNN-T at 1280x800 and the classifiers at 224x224 (measured
-    for this test), Semantic FPN-T at 512x512 (tests/test_seg_configs.py).
+    for this test), Semantic FPN-T at 512x512 (tests/test_configs/test_seg_configs.py).
     """
     proposals = cfg.model.get('test_cfg', {}).get('rpn', {}).get('max_per_img')
     key = (cfg.get('default_scope'), repr(structure(cfg.model.to_dict())), height, width)

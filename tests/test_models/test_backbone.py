@@ -1,7 +1,7 @@
 """The InceptionNeXt backbone against timm's reference implementation and the paper's sizes."""
 import pytest
 import torch
-from conftest import reference_stage_outputs, require
+from helpers import reference_stage_outputs, require
 from mmengine.registry import DefaultScope
 from torch.nn.modules.batchnorm import _BatchNorm
 

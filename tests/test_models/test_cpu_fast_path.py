@@ -8,7 +8,7 @@ import copy
 
 import pytest
 import torch
-from conftest import randomize_reference_state, relative_error
+from helpers import randomize_reference_state, relative_error
 
 from mmincnext.compat import ONEDNN_LINEAR_POINTWISE, onednn_linear_dtypes
 from mmincnext.models import InceptionNeXt

@@ -6,7 +6,7 @@ import json
 import pytest
 import timm
 import torch
-from conftest import load_tool, timm_backbone_params
+from helpers import load_tool, timm_backbone_params
 
 from mmincnext.benchmark import best_per_model, mixer_table, model_table, speedup
 from mmincnext.benchmark.cli import parse_args, parse_mixer_args

@@ -4,7 +4,7 @@ import importlib
 
 import mmcv
 import pytest
-from conftest import require
+from helpers import require
 
 # (the task library the dataset registers with, its module in mmincnext.datasets, the generator, its settings)
 GENERATORS = [

@@ -10,7 +10,7 @@ import copy
 
 import pytest
 import torch
-from conftest import randomize_reference_state, reference_stage_outputs, relative_error
+from helpers import randomize_reference_state, reference_stage_outputs, relative_error
 
 from mmincnext.compat import CPU_FP16_AUTOCAST
 from mmincnext.models import InceptionNeXt
@@ -120,7 +120,7 @@ def test_equals_timm_within_its_own_error(atto_pair, device, fast_path, trained,
         assert_within_reference_error(a, b, c, f'stage {i} output')
     assert len(truth['branches']) == 12
     # Paths that add the branch inside another op (fc2's GEMM, addcmul) never hand it to drop_path: their tiny layer
-    # scale is checked through the output (tests/test_cpu_fast_path.py::test_tiny_layer_scale_survives).
+    # scale is checked through the output (tests/test_models/test_cpu_fast_path.py::test_tiny_layer_scale_survives).
     assert len(mine['branches']) == (0 if fast_path in BRANCH_INSIDE_ANOTHER_OP else 12)
     for i, (a, b, c) in enumerate(zip(mine['branches'], low['branches'], truth['branches'])):
         assert_within_reference_error(a, b, c, f'block {i} branch')

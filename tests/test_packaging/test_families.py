@@ -14,7 +14,7 @@ from mmengine.config import utils as config_utils
 from packaging.requirements import Requirement
 
 import onedl_lookup
-from conftest import REPO, require
+from helpers import REPO, require
 from mmincnext import compat
 
 UPSTREAM = {'mmcv', 'mmengine', 'mmsegmentation', 'mmdet', 'mmpretrain'}
@@ -132,7 +132,7 @@ def test_the_simulation_shows_the_onedl_failure(monkeypatch):
 def test_every_config_loads_where_only_onedl_distributions_are(monkeypatch):
     """With the fix ``import mmincnext`` applies there, every config (with all its mmseg::, mmdet:: and mmpretrain::
     bases) loads to the same config as here, and each external base comes from the importable package's directory.
-    (tests/test_packaging.py does the same with the installed wheel's .mim.)"""
+    (tests/test_packaging/test_wheel.py does the same with the installed wheel's .mim.)"""
     for library in ('mmseg', 'mmdet', 'mmpretrain'):
         require(library)
     expected = {name: Config.fromfile(str(REPO / 'configs' / name)).to_dict() for name in CONFIGS}

@@ -17,60 +17,18 @@ import pytest
 import timm
 import torch
 from mmengine.config import Config
-from conftest import REPO, enlarged, load_tool, read_demo_picture, require, require_config
+from helpers import (NUM_LABELS, REPO, UPERNET_T_CONFIG, enlarged, load_tool, read_demo_picture, require,
+                     require_config, tiny_options, write_ade20k)
 
 from mmincnext.checkpoint import CheckpointError
 from mmincnext.datasets import DatasetLayoutError
 from mmincnext.engine import CPUBF16OptimWrapper
 from mmincnext.utils import adapt_to_machine, enable_amp, sync_bn_to_bn
 
-CONFIG = str(REPO / 'configs' / 'upernet_incnext_t_ade20k.py')
-NUM_LABELS = 4  # label values 0 (ADE20K's "other", ignored) and classes 1..3
-
-
-def write_ade20k(root: Path, counts=(('training', 4), ('validation', 2)), size=64) -> Path:
-    """ADEChallengeData2016 layout: RGB jpg images and 8-bit png label maps (0 = other) with the same stem."""
-    rng = np.random.default_rng(0)
-    colors = rng.integers(0, 256, (NUM_LABELS, 3))
-    for split, count in counts:
-        (root / 'images' / split).mkdir(parents=True)
-        (root / 'annotations' / split).mkdir(parents=True)
-        for i in range(count):
-            label = np.zeros((size, size), np.uint8)
-            cut = rng.integers(size // 4, 3 * size // 4)
-            label[:, :cut], label[:, cut:] = 1, 2
-            y, x = rng.integers(0, size // 2, 2)
-            label[y:y + size // 3, x:x + size // 3] = 3
-            label[:4] = 0
-            image = np.clip(colors[label] + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
-            stem = f'ADE_{split[:5]}_{i:08d}'
-            mmcv.imwrite(image, str(root / 'images' / split / f'{stem}.jpg'))
-            mmcv.imwrite(label, str(root / 'annotations' / split / f'{stem}.png'))
-    return root
-
-
-def tiny_options(data_root, checkpoint) -> list:
-    options = [
-        'model.backbone.arch=atto', f'model.backbone.init_cfg.checkpoint={checkpoint}',
-        'model.decode_head.in_channels=[40,80,160,320]', 'model.decode_head.channels=16',
-        'model.auxiliary_head.in_channels=160', 'model.auxiliary_head.channels=8',
-        'model.data_preprocessor.size=(64,64)',
-        'train_dataloader.dataset.pipeline.2.scale=(256,64)',  # RandomResize
-        'train_dataloader.dataset.pipeline.3.crop_size=(64,64)',  # RandomCrop
-        'train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2',
-        'default_hooks.logger.interval=1',
-    ]
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        options += [f'{loader}.dataset.data_root={data_root}', f'{loader}.num_workers=0',
-                    f'{loader}.persistent_workers=False']
-        if loader != 'train_dataloader':
-            options.append(f'{loader}.dataset.pipeline.1.scale=(256,64)')  # Resize
-    return options
-
 
 @pytest.fixture(scope='module')
 def workspace(tmp_path_factory):
-    require_config(CONFIG)
+    require_config(UPERNET_T_CONFIG)
     root = tmp_path_factory.mktemp('tools')
     data_root = write_ade20k(root / 'ADEChallengeData2016')
     # An ImageNet checkpoint in the official/timm format (flat keys, with the classification head).
@@ -86,7 +44,7 @@ def trained(workspace):
     work_dir = workspace['root'] / 'work_dir'
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]))
     proc = subprocess.run(
-        [sys.executable, 'tools/train.py', CONFIG, '--work-dir', str(work_dir), '--amp', '--cfg-options',
+        [sys.executable, 'tools/train.py', UPERNET_T_CONFIG, '--work-dir', str(work_dir), '--amp', '--cfg-options',
          *workspace['options']], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return dict(workspace, work_dir=work_dir, log=proc.stdout + proc.stderr, checkpoint=work_dir / 'iter_2.pth')
@@ -126,7 +84,7 @@ def test_test_tool_reports_miou_of_its_predictions(trained, tmp_path):
     test_tool = load_tool('test')
     first, second, show_dir = tmp_path / 'pred1', tmp_path / 'pred2', tmp_path / 'show'
     metrics = test_tool.main([
-        CONFIG, str(trained['checkpoint']), '--work-dir', str(tmp_path / 'work'), '--out', str(first),
+        UPERNET_T_CONFIG, str(trained['checkpoint']), '--work-dir', str(tmp_path / 'work'), '--out', str(first),
         '--show-dir', str(show_dir), '--cfg-options', *trained['options'], 'default_hooks.visualization.interval=1'])
     assert set(metrics) >= {'aAcc', 'mIoU', 'mAcc'}
     assert len(list(show_dir.rglob('*.png'))) == 2
@@ -141,7 +99,7 @@ def test_test_tool_reports_miou_of_its_predictions(trained, tmp_path):
         label[:4] = 0
         mmcv.imwrite(label, str(data_root / 'annotations' / 'validation' / pred_file.name))
     metrics = test_tool.main([
-        CONFIG, str(trained['checkpoint']), '--work-dir', str(tmp_path / 'work'), '--out', str(second),
+        UPERNET_T_CONFIG, str(trained['checkpoint']), '--work-dir', str(tmp_path / 'work'), '--out', str(second),
         '--cfg-options', *trained['options'], f'test_dataloader.dataset.data_root={data_root}'])
     expected = reference_miou(second, data_root / 'annotations' / 'validation')
     assert 0 < expected < 100
@@ -153,7 +111,7 @@ def test_test_tool_tta_single_scale_is_the_plain_test(trained, tmp_path):
     labelled with the plain test's own predictions, it scores 100 (another view's prediction would score less)."""
     test_tool = load_tool('test')
     plain_dir = tmp_path / 'plain'
-    test_tool.main([CONFIG, str(trained['checkpoint']), '--work-dir', str(tmp_path / 'work'), '--out', str(plain_dir),
+    test_tool.main([UPERNET_T_CONFIG, str(trained['checkpoint']), '--work-dir', str(tmp_path / 'work'), '--out', str(plain_dir),
                     '--cfg-options', *trained['options']])
     data_root = tmp_path / 'ADEChallengeData2016'
     shutil.copytree(trained['data_root'] / 'images' / 'validation', data_root / 'images' / 'validation')
@@ -163,8 +121,8 @@ def test_test_tool_tta_single_scale_is_the_plain_test(trained, tmp_path):
     options = [*trained['options'], f'test_dataloader.dataset.data_root={data_root}']
     # the paper's protocol at the options' test scale 256x64 (instead of 2048x512)
     tta_scales = [f'tta_pipeline.1.transforms.0.{i}.scale=({int(256 * r)},{int(64 * r)})'
-                  for i, r in enumerate(Config.fromfile(CONFIG).img_ratios)]
-    both = test_tool.main([CONFIG, str(trained['checkpoint']), '--tta', '--work-dir', str(tmp_path / 'work'),
+                  for i, r in enumerate(Config.fromfile(UPERNET_T_CONFIG).img_ratios)]
+    both = test_tool.main([UPERNET_T_CONFIG, str(trained['checkpoint']), '--tta', '--work-dir', str(tmp_path / 'work'),
                            '--cfg-options', *options, *tta_scales])
     assert both['single_scale/mIoU'] == 100 and both['single_scale/aAcc'] == 100
     assert 0 <= both['multi_scale/mIoU'] <= 100
@@ -179,7 +137,7 @@ def test_image_demo_draws_input_prediction_truth_and_legend(trained, tmp_path):
     label_file = trained['data_root'] / 'annotations' / 'validation' / f'{image_file.stem}.png'
     out_file = tmp_path / 'demo.png'
     layout = load_tool('image_demo').main([
-        str(image_file), CONFIG, str(trained['checkpoint']), '--gt', str(label_file), '--out-file', str(out_file),
+        str(image_file), UPERNET_T_CONFIG, str(trained['checkpoint']), '--gt', str(label_file), '--out-file', str(out_file),
         '--cfg-options', *trained['options']])
     panels, legend = read_demo_picture(out_file, layout)
     assert list(panels) == ['input', 'prediction', 'ground truth'] and layout['factor'] == 6
@@ -200,7 +158,7 @@ def test_image_demo_refuses_a_checkpoint_of_another_model(trained, tmp_path):
     """The Inferencers only warn about weights that do not fit (and predict with random ones there)."""
     image_file = next((trained['data_root'] / 'images' / 'validation').glob('*.jpg'))
     with pytest.raises(CheckpointError, match=r'shape mismatch \(\d+\):\s+decode_head'):
-        load_tool('image_demo').main([str(image_file), CONFIG, str(trained['checkpoint']), '--out-file',
+        load_tool('image_demo').main([str(image_file), UPERNET_T_CONFIG, str(trained['checkpoint']), '--out-file',
                                       str(tmp_path / 'out.png'), '--cfg-options', *trained['options'],
                                       'model.decode_head.channels=8'])
     assert not (tmp_path / 'out.png').exists()
@@ -210,7 +168,7 @@ def test_missing_dataset_names_path_and_layout(workspace, tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)  # the config's default data_root (data/ade/...) does not exist here
     options = [o for o in workspace['options'] if '.data_root=' not in o]
     with pytest.raises(DatasetLayoutError) as error:
-        load_tool('train').main([CONFIG, '--work-dir', str(tmp_path / 'work'), '--cfg-options', *options])
+        load_tool('train').main([UPERNET_T_CONFIG, '--work-dir', str(tmp_path / 'work'), '--cfg-options', *options])
     message = str(error.value)
     assert str(tmp_path / 'data' / 'ade' / 'ADEChallengeData2016' / 'images' / 'training') in message
     assert 'images/training/*.jpg' in message and 'annotations/training/*.png' in message
@@ -233,7 +191,7 @@ def test_incomplete_dataset_is_reported(tmp_path, remove, problem):
             path.rmdir()
         else:
             path.unlink()
-    cfg = Config.fromfile(CONFIG).train_dataloader.dataset
+    cfg = Config.fromfile(UPERNET_T_CONFIG).train_dataloader.dataset
     cfg.data_root = str(data_root)
     init_default_scope('mmseg')
     with pytest.raises(DatasetLayoutError, match=problem):
@@ -241,8 +199,8 @@ def test_incomplete_dataset_is_reported(tmp_path, remove, problem):
 
 
 def test_adapt_to_machine_on_cpu():
-    require_config(CONFIG)
-    cfg = Config.fromfile(CONFIG)
+    require_config(UPERNET_T_CONFIG)
+    cfg = Config.fromfile(UPERNET_T_CONFIG)
     enable_amp(cfg)
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.dtype == 'float16'
     if torch.cuda.is_available():
@@ -251,7 +209,7 @@ def test_adapt_to_machine_on_cpu():
     assert cfg.optim_wrapper.type == 'CPUBF16OptimWrapper' and 'loss_scale' not in cfg.optim_wrapper
     assert 'SyncBN' not in str(cfg.model) and cfg.model.backbone.norm_cfg.type == 'BN'
     assert cfg.model.decode_head.norm_cfg.type == 'BN'
-    dist_cfg = Config.fromfile(CONFIG)
+    dist_cfg = Config.fromfile(UPERNET_T_CONFIG)
     adapt_to_machine(dist_cfg, launcher='pytorch')
     assert dist_cfg.env_cfg.dist_cfg.backend == 'gloo'
     assert dist_cfg.model_wrapper_cfg.device_ids is None  # DDP on CPU modules takes no device ids

@@ -15,7 +15,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from safetensors.torch import save_file
 from timm.optim import param_groups_weight_decay
-from conftest import REPO, load_config, load_tool, relative_error, require
+from helpers import REPO, load_config, load_tool, relative_error, require
 
 require('mmpretrain')  # the configs, the dataset and the classifier are mmpretrain's
 from mmpretrain.registry import DATASETS, MODELS  # noqa: E402

@@ -11,7 +11,7 @@ import re
 import pytest
 import torch.nn as nn
 from mmengine.optim import build_optim_wrapper
-from conftest import load_config, require
+from helpers import load_config, require
 
 import mmincnext  # noqa: F401  (registers the constructor in mmengine's root registry)
 from mmincnext.engine import InceptionNeXtLearningRateDecayOptimizerConstructor

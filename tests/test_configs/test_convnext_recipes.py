@@ -10,7 +10,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
-from conftest import config_copy, require, timm_backbone_params, unscoped
+from helpers import config_copy, require, timm_backbone_params, unscoped
 
 from mmincnext.utils import adapt_to_machine, build_model_from_config
 

@@ -10,7 +10,7 @@ import torch
 from mmcv.transforms import Compose
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from conftest import load_config, require
+from helpers import load_config, require
 
 mmseg = require('mmseg')  # mmseg's test-time augmentation and pipelines
 

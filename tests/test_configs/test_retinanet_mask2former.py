@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.structures import PixelData
 from torch.nn.modules.batchnorm import _BatchNorm
-from conftest import REPO, config_copy, load_tool, require, timm_backbone_params, unscoped
+from helpers import REPO, config_copy, load_tool, require, timm_backbone_params, unscoped
 
 from mmincnext.utils import build_model_from_config
 

@@ -8,49 +8,11 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.hooks import Hook
-from mmengine.registry import HOOKS, DefaultScope
-from conftest import REPO, load_tool, require, require_config
-from test_tools import CONFIG, write_ade20k
+from helpers import (REPO, UPERNET_T_CONFIG, demo_child_config, load_tool, require, require_config, tiny_options,
+                     write_ade20k)
+from mmengine.registry import DefaultScope
 
 from mmincnext.checkpoint import read_checkpoint
-
-DEMO_CONFIG = REPO / 'configs' / 'demo' / 'upernet_incnext_demo.py'
-
-
-@HOOKS.register_module(force=True)
-class _InterruptAfter(Hook):
-    """Kills the run right after iteration ``iteration`` (and its checkpoint), like a pre-empted job."""
-
-    priority = 'LOWEST'
-
-    def __init__(self, iteration):
-        self.iteration = iteration
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if runner.iter + 1 == self.iteration:
-            raise KeyboardInterrupt(f'interrupted after iteration {self.iteration}')
-
-
-def demo_child_config(tmp_path, name, interrupt_after=None):
-    """The demo config on a small generated set, 4 iterations, drop path on (so the model draws random numbers)."""
-    require_config(DEMO_CONFIG.name)
-    hooks = "[dict(type='NonFiniteLossHook'), dict(type='RandomStateHook')]"
-    if interrupt_after:
-        hooks = hooks[:-1] + f", dict(type='_InterruptAfter', iteration={interrupt_after})]"
-    path = tmp_path / f'{name}.py'
-    path.write_text(
-        f"_base_ = '{DEMO_CONFIG}'\n"
-        f"scenes = dict(data_root='{tmp_path / 'scenes'}', num_train=16, num_val=4, image_size=64)\n"
-        "model = dict(data_preprocessor=dict(size=(64, 64)), backbone=dict(drop_path_rate=0.2))\n"
-        "train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False, dataset=scenes)\n"
-        "val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False, dataset=scenes)\n"
-        "test_dataloader = val_dataloader\n"
-        "train_cfg = dict(max_iters=4, val_interval=100)\n"
-        "default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=3), logger=dict(interval=1))\n"
-        f"custom_hooks = {hooks}\n"
-        "randomness = dict(seed=0, deterministic=True)\n")
-    return str(path)
 
 
 @pytest.mark.integration
@@ -80,7 +42,7 @@ def test_undecodable_image_is_named(tmp_path):
     data_root = write_ade20k(tmp_path / 'ADEChallengeData2016', counts=(('training', 3), ('validation', 1)))
     broken = sorted((data_root / 'images' / 'training').glob('*.jpg'))[1]
     broken.write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
-    cfg = Config.fromfile(CONFIG)
+    cfg = Config.fromfile(UPERNET_T_CONFIG)
     dataset_cfg = cfg.train_dataloader.dataset
     dataset_cfg.data_root = str(data_root)
     with DefaultScope.overwrite_default_scope('mmseg'):
@@ -97,8 +59,7 @@ def free_port():
 
 
 def test_dist_train_two_cpu_processes(tmp_path):
-    from test_tools import tiny_options
-    require_config(CONFIG)
+    require_config(UPERNET_T_CONFIG)
     data_root = write_ade20k(tmp_path / 'ADEChallengeData2016')
     checkpoint = tmp_path / 'atto.pth'
     from mmincnext.models import InceptionNeXt
@@ -106,7 +67,7 @@ def test_dist_train_two_cpu_processes(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1',
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]))
     proc = subprocess.run(
-        ['bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+        ['bash', 'tools/dist_train.sh', UPERNET_T_CONFIG, '2', '--work-dir', str(tmp_path / 'work'), '--cfg-options',
          *tiny_options(data_root, checkpoint)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]

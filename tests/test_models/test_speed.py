@@ -6,12 +6,11 @@ import copy
 import pytest
 import timm
 import torch
-from conftest import REPO, load_tool, randomize_reference_state, reference_stage_outputs, relative_error, require_config
+from helpers import (REPO, TINY, load_tool, randomize_reference_state, reference_stage_outputs, relative_error,
+                     require_config)
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmincnext.models import InceptionNeXt
-
-TINY = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), band_kernel_size=5, branch_ratio=0.25)
 
 
 def randomized(arch=TINY, **kwargs):

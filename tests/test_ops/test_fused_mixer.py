@@ -5,7 +5,7 @@ and interpreting when a kernel is decorated, i.e. when ``mmincnext.ops`` is firs
 ``TRITON_INTERPRET`` then; in a pytest process that already imported it (the backbone does) setting the variable is
 too late, and setting it for the whole session would put every Triton kernel (Inductor's too, on a GPU machine) under
 the interpreter. So the ``cpu-interpreter`` cases run in a child pytest started with ``TRITON_INTERPRET=1``
-(:func:`test_cpu_cases_run_in_a_subprocess`); ``TRITON_INTERPRET=1 pytest tests/test_fused_mixer.py`` runs them in
+(:func:`test_cpu_cases_run_in_a_subprocess`); ``TRITON_INTERPRET=1 pytest tests/test_ops/test_fused_mixer.py`` runs them in
 process. The ``cuda`` cases run the compiled kernels where a GPU is present.
 
 fp32 is checked against the eager mixer run in fp64 (``atol = 1e-5 * max|ref|``, ``rtol = 1e-5``). bf16 and fp16 are
@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -489,12 +490,14 @@ def test_plain_cpu_takes_the_eager_path(monkeypatch):
 def test_cpu_cases_run_in_a_subprocess():
     """The ``cpu-interpreter`` cases of this file, in a child pytest with ``TRITON_INTERPRET=1`` set before anything
     imports Triton; its report is shown on failure."""
-    env = dict(os.environ, TRITON_INTERPRET='1')
+    tests = str(Path(__file__).resolve().parents[1])  # helpers.py, which --noconftest leaves off sys.path
+    env = dict(os.environ, TRITON_INTERPRET='1',
+               PYTHONPATH=os.pathsep.join(p for p in (tests, os.environ.get('PYTHONPATH')) if p))
     cmd = [sys.executable, '-m', 'pytest', __file__, '-q', '-k', 'cpu-interpreter', '-p', 'no:cacheprovider',
            '--noconftest', '-o', 'addopts=-ra --durations=5']
     start = time.perf_counter()
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
-                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                            cwd=Path(__file__).resolve().parents[2])
     report = result.stdout[-12000:] + result.stderr[-4000:]
     assert result.returncode == 0, report
     summary = [line for line in result.stdout.splitlines() if ' passed' in line]
@@ -580,7 +583,7 @@ def test_backbone_switch_and_environment(monkeypatch):
 def test_backbone_with_fused_mixer_keeps_checkpoints_and_equals_eager(device):
     """Same parameters and state_dict keys either way, and the whole backbone's outputs and gradients (a training
     step) equal to the eager mixer's on the same weights: on CPU with the kernels run by Triton's interpreter."""
-    from conftest import randomize_reference_state
+    from helpers import randomize_reference_state
     from mmincnext.models import FusedInceptionDWConv2d, InceptionNeXt
     torch.manual_seed(0)
     eager = randomize_reference_state(InceptionNeXt('atto', out_norms=False, fused_mixer=False)).to(device)
@@ -610,7 +613,7 @@ def test_backbone_with_fused_mixer_keeps_checkpoints_and_equals_eager(device):
 def test_deployed_fused_mixer_writes_the_dtype_fc1_consumes(device):
     """Deployed (its BN folded into fc1), the fused mixer feeds fc1 directly: under autocast it writes fc1's input
     dtype instead of float32, and the backbone's outputs stay those of the deployed eager model."""
-    from conftest import randomize_reference_state
+    from helpers import randomize_reference_state
     from mmincnext.models import InceptionNeXt
     torch.manual_seed(0)
     eager = randomize_reference_state(InceptionNeXt('atto', out_norms=False, fused_mixer=False)).to(device)
@@ -633,7 +636,7 @@ def test_deployed_fused_mixer_writes_the_dtype_fc1_consumes(device):
 @pytest.mark.parametrize('precision', ['fp32', 'bf16', 'fp16'])
 def test_backbone_with_fused_mixer_equals_eager_on_cuda(precision):
     """The whole backbone, training step and inference, fused vs eager mixer on the same weights."""
-    from conftest import randomize_reference_state
+    from helpers import randomize_reference_state
     from mmincnext.models import InceptionNeXt
     torch.manual_seed(0)
     eager = randomize_reference_state(InceptionNeXt('tiny', out_norms=False, fused_mixer=False)).cuda()

@@ -9,7 +9,7 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
-from conftest import REPO, load_config, require
+from helpers import REPO, load_config, require
 
 require('mmdet')  # Mask R-CNN, the COCO dataset and pycocotools (an mmdet requirement)
 import pycocotools.mask as mask_util  # noqa: E402

@@ -6,7 +6,7 @@ import importlib.util
 import json
 
 import pytest
-from conftest import load_tool
+from helpers import load_tool
 
 from mmincnext import compat
 from mmincnext.benchmark.models import OURS_VARIANTS, SWITCHES

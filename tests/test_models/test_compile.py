@@ -5,9 +5,7 @@ import copy
 
 import pytest
 import torch
-from conftest import relative_error
-from test_reliability import demo_child_config
-from test_speed import TINY
+from helpers import TINY, demo_child_config, relative_error
 
 from mmincnext.compat import DYNAMO_TRACES_PROMOTE_TYPES
 from mmincnext.models import InceptionNeXt
@@ -15,7 +13,7 @@ from mmincnext.models import InceptionNeXt
 
 def test_backbone_compiles_fullgraph_and_equals_eager():
     """Inductor on the CPU's path (the reference path's single graph is checked without code generation in
-    tests/test_speed.py)."""
+    tests/test_models/test_speed.py)."""
     torch._dynamo.reset()
     torch.manual_seed(0)
     model = InceptionNeXt(TINY, layer_scale_init_value=0.5)
@@ -50,7 +48,7 @@ def test_backbone_compiles_fullgraph_and_equals_eager():
 def test_config_compile_true_trains_the_demo(tmp_path):
     """`--cfg-options compile=True` as a user would write it: the demo trains and its losses follow the eager run's
     (compiled kernels round differently, so not bit for bit); checkpoints keep the plain module names."""
-    from conftest import load_tool
+    from helpers import load_tool
     from mmincnext.checkpoint import read_checkpoint
     train = load_tool('train')
     torch._dynamo.reset()

@@ -8,7 +8,7 @@ from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
-from conftest import load_config, require
+from helpers import load_config, require
 
 from mmincnext.utils import sync_bn_to_bn
 
@@ -118,7 +118,7 @@ def test_tta_model_and_pipeline_build():
     init_default_scope('mmseg')
     tta = MODELS.build(dict(cfg.tta_model, module=cfg.model))
     # mmseg's SegTTAModel (softmax average of the views), keeping the single-scale view: the views themselves are
-    # checked against mmseg 0.x's protocol in tests/test_tta.py.
+    # checked against mmseg 0.x's protocol in tests/test_datasets/test_tta.py.
     assert isinstance(tta, SegTTAModel) and type(tta).__name__ == 'SingleAndMultiScaleTTAModel'
     assert [t.prob for t in cfg.tta_pipeline[1].transforms[1]] == [0., 1.]
     Compose(cfg.tta_pipeline)

@@ -5,7 +5,7 @@ the paper's definitions), the official Table 10 checkpoint layout loaded strictl
 
 Full-size models only where the size is what is tested (timm's convnext_tiny, the isotropic archs, get_flops); the
 rest runs on shrunken archs with each config's own token mixer. The counts against the paper's tables are in
-tests/test_model_index.py (the metafiles' figures, which get_flops' count must equal).
+tests/test_configs/test_model_index.py (the metafiles' figures, which get_flops' count must equal).
 """
 import copy
 import math
@@ -24,7 +24,7 @@ from mmengine.registry import init_default_scope
 from timm.layers import Attention, LayerNorm2d
 from timm.models.inception_next import InceptionDWConv2d as TimmInceptionDWConv2d
 from timm.models.inception_next import MetaNeXtBlock as TimmMetaNeXtBlock
-from conftest import REPO, load_config, load_tool, relative_error
+from helpers import REPO, load_config, load_tool, relative_error
 
 from mmincnext.checkpoint import CheckpointError
 from mmincnext.models import InceptionNeXt, IsotropicInceptionNeXt, MetaNeXt, MetaNeXtIsotropic
@@ -506,7 +506,9 @@ def test_isotropic_schedule_is_convnexts_per_iteration():
     assert ours[50 * epoch_length:] == pytest.approx(expected[50 * epoch_length:], rel=1e-9)
 
 
-# --- counts: tools/get_flops.py (the paper's figures for every config: tests/test_model_index.py) ---
+# --- counts: tools/get_flops.py (the paper's figures for every config: tests/test_configs/test_model_index.py) ---
+
+
 def test_get_flops_counts_metanext_attn_as_the_paper(capsys):
     """MetaNeXt-Attn's 4.6G holds only with the attention's two matrix products counted (196 tokens, 12 blocks:
     0.35G of it)."""
@@ -581,7 +583,7 @@ def test_isotropic_upernet_trains_on_synthetic_scenes(tmp_path):
 # --- docs/paper_architectures.md ---
 def test_docs_page_shows_every_config_with_the_counted_sizes():
     """Every config of the paper's other architectures has its row, and each row's "ours" column is the model
-    index's count (get_flops', tests/test_model_index.py) at the precision of the paper's figure beside it."""
+    index's count (get_flops', tests/test_configs/test_model_index.py) at the precision of the paper's figure beside it."""
     import test_model_index as index
     page = (REPO / 'docs' / 'paper_architectures.md').read_text(encoding='utf-8')
     size = re.compile(r'^(\d+(?:\.\d+)?[MG]) / (\d+(?:\.\d+)?G)$')

@@ -17,7 +17,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-from conftest import require
+from helpers import require
 
 require('mmseg')  # the demo's UperNet, mmseg's ADE20K loading
 from mmseg.registry import DATASETS  # noqa: E402
@@ -25,7 +25,7 @@ from mmseg.registry import DATASETS  # noqa: E402
 import mmincnext.datasets.synthetic_scenes as scenes  # noqa: E402
 from mmincnext.datasets.seg import SyntheticScenesDataset, generate_synthetic_scenes  # noqa: E402
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / 'configs' / 'demo' / 'upernet_incnext_demo.py'
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / 'configs' / 'demo' / 'upernet_incnext_demo.py'
 SMALL = dict(num_train=24, num_val=6, image_size=64)
 
 

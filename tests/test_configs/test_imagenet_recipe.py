@@ -4,7 +4,7 @@ import pytest
 import torch
 from mmengine.registry import PARAM_SCHEDULERS
 from timm.scheduler import create_scheduler_v2
-from conftest import load_config
+from helpers import load_config
 
 import mmincnext  # noqa: F401  (registers TimmCosineLR)
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from safetensors.torch import save_file
-from conftest import REPO, enlarged, load_tool, read_demo_picture, relative_error, require, require_config
+from helpers import REPO, enlarged, load_tool, read_demo_picture, relative_error, require, require_config
 
 import mmincnext.checkpoint
 from mmincnext.checkpoint import CheckpointError, read_checkpoint

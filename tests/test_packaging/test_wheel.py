@@ -18,7 +18,7 @@ import pytest
 from modelindex.load_model_index import load as load_model_index
 from packaging.requirements import Requirement
 
-from conftest import REPO, load_config, require, require_config
+from helpers import REPO, load_config, require, require_config
 from mmincnext.utils import build_model_from_config
 
 PAPER_CONFIGS = ['upernet_incnext_t_ade20k.py', 'mask_rcnn_incnext_t_coco.py', 'incnext_t_in1k.py']
@@ -113,7 +113,7 @@ def test_wheel_requires_only_the_backbones_dependencies(wheel):
     """``pip install mmincnext``: torch, numpy (lower bounds only: users keep theirs), safetensors: what both
     OpenMMLab families share, on the Pythons docs/compatibility.md names. mmcv and mmengine come with an extra of one
     family (upstream: [mminstall], [seg], ...; OneDL: [onedl], [onedl-seg], ...), the task libraries with the task's
-    extra (tests/test_families.py checks the families stay apart)."""
+    extra (tests/test_packaging/test_families.py checks the families stay apart)."""
     metadata = wheel_metadata(wheel)
     requirements = [Requirement(line) for line in metadata.get_all('Requires-Dist')]
     base = {req.name: req for req in requirements if req.marker is None}
