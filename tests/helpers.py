@@ -240,3 +240,38 @@ def demo_child_config(tmp_path, name, interrupt_after=None):
         f"custom_hooks = {hooks}\n"
         "randomness = dict(seed=0, deterministic=True)\n")
     return str(path)
+
+
+# The model index (model-index.yml and configs/metafiles/*.yml), as mim reads it.
+INDEX = REPO / 'model-index.yml'
+# The parameters (with the 1000-class head) and MACs at 224x224 the paper prints for them, at its precision
+# (../shared/PAPER.md: the ablation table, Table 10 and Table 3).
+PAPER_SIZES = {
+    **{f'incnext_t_{name}_in1k': (params, '4.2G') for name, params in dict(
+        no_w_band='28.0M', no_h_band='28.0M', no_square='28.0M', bands_in_sequence='28.1M', band7='28.0M',
+        band9='28.1M', band13='28.1M', ratio1_4='28.1M', ratio1_16='28.0M').items()},
+    'convnext_t_k7_in1k': ('28.6M', '4.5G'), 'convnext_t_k5_in1k': ('28.4M', '4.4G'),
+    **{f'convnext_t_k3{ratio}_in1k': ('28.3M', '4.4G')
+       for ratio in ('', '_par1_2', '_par3_8', '_par1_4', '_par1_8', '_par1_16')},
+    'incnext_s_iso_in1k': ('22M', '4.2G'), 'incnext_b_iso_in1k': ('86M', '16.8G'),
+    'metanext_attn_s_iso_in1k': ('22M', '4.6G'), 'convnext_s_iso_in1k': ('22M', '4.3G'),
+    'convnext_b_iso_in1k': ('87M', '16.9G'),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def model_index():
+    from modelindex.load_model_index import load  # openmim's, in the tests' requirements
+    return load(str(INDEX))
+
+
+def entries() -> dict:
+    """The model index's entries by name."""
+    return {model.name: model for model in model_index().models}
+
+
+def paper_precision(count: int, printed: str) -> str:
+    """``count`` (parameters or MACs) written as the paper writes ``printed`` (e.g. '28.0M', '22M', '4.2G')."""
+    unit = printed[-1]
+    digits = len(printed[:-1].partition('.')[2])
+    return f'{count / dict(M=1e6, G=1e9)[unit]:.{digits}f}{unit}'

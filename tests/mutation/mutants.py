@@ -31,14 +31,15 @@ KERNEL = 'mmincnext/ops/inception_dwconv.py'
 TEST_CHECKPOINT = 'tests/test_models/test_checkpoint.py'
 UNPICKLING = [TEST_CHECKPOINT, '-k', 'payloads or abused or getattr or safe_globals or malicious or url']
 STRICTNESS = [TEST_CHECKPOINT, '-k', 'other_width or other_depth or shape_mismatch or wrong_prefix']
-TIMM_EQUALITY = ['tests/test_models/test_speed.py::test_training_step_equals_timm', 'tests/test_models/test_backbone.py', '-k',
-                 'equals_timm or equal_timm and atto']
+TIMM_EQUALITY = ['tests/test_models/test_speed.py::test_training_step_equals_timm',
+                 'tests/test_models/test_backbone.py', '-k', 'equals_timm or equal_timm and atto']
 OUTPUTS = ['tests/test_models/test_backbone.py', '-k', 'output_norm or out_indices or frozen or norm_eval']
 FOLDING = ['tests/test_models/test_speed.py', '-k', 'switch_to_deploy']
 LAYER_DECAY_TESTS = ['tests/test_engine/test_layer_decay.py']
 REPORT_TESTS = ['tests/test_tools/test_benchmark.py', '-k', 'report or mixer_network']
 INTERPRETER = dict(TRITON_INTERPRET='1')
-KERNEL_TESTS = ['tests/test_ops/test_fused_mixer.py', '--noconftest', '-k', 'cpu-interpreter and (small_tiles or custom-k5)']
+KERNEL_TESTS = ['tests/test_ops/test_fused_mixer.py', '--noconftest', '-k',
+                'cpu-interpreter and (small_tiles or custom-k5)']
 
 MUTANTS = [
     # -- checkpoint loading and the unpickling allow-list ----------------------------------------------------------

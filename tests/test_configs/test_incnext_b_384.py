@@ -47,7 +47,8 @@ TRAIN_PY = dict(weight_decay=0.05, opt_eps=1e-8, opt_betas=(0.9, 0.999), clip_gr
                 reprob=0.25, recount=1, hflip=0.5, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
                 train_interpolation=('bilinear', 'bicubic'), seed=42)
 # ../shared/PAPER.md and the official README: InceptionNeXt-B at 384.
-PAPER = dict(params_m=86.67, macs_g=43.6)  # (its top-1, 85.2, is the model index's: tests/test_configs/test_model_index.py)
+# (Its top-1, 85.2, is the model index's: tests/test_configs/test_model_index.py.)
+PAPER = dict(params_m=86.67, macs_g=43.6)
 TINY_ARCH = dict(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128))
 
 

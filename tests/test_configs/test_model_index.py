@@ -9,12 +9,11 @@ import pytest
 import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config
-from modelindex.load_model_index import load
-from helpers import REPO, load_tool, require_config
+from helpers import (INDEX, PAPER_SIZES, REPO, entries, load_tool, model_index, paper_precision,
+                     require_config)
 
 from mmincnext.models.layers import SelfAttention2d
 
-INDEX = REPO / 'model-index.yml'
 # configs/demo/ holds the embedded demos (synthetic data, trained from scratch, no figure comparable to anything):
 # deliberately not in the index.
 NOT_INDEXED = ('_base_', 'demo')
@@ -56,19 +55,6 @@ PAPER = {
 }
 # Fine-tunes: the released weights of the paper's figure, and the released weights the config starts from.
 FINE_TUNES = {'incnext_b_in1k_384': ('base_384', 'base')}
-# The parameters (with the 1000-class head) and MACs at 224x224 the paper prints for them, at its precision
-# (../shared/PAPER.md: the ablation table, Table 10 and Table 3).
-PAPER_SIZES = {
-    **{f'incnext_t_{name}_in1k': (params, '4.2G') for name, params in dict(
-        no_w_band='28.0M', no_h_band='28.0M', no_square='28.0M', bands_in_sequence='28.1M', band7='28.0M',
-        band9='28.1M', band13='28.1M', ratio1_4='28.1M', ratio1_16='28.0M').items()},
-    'convnext_t_k7_in1k': ('28.6M', '4.5G'), 'convnext_t_k5_in1k': ('28.4M', '4.4G'),
-    **{f'convnext_t_k3{ratio}_in1k': ('28.3M', '4.4G')
-       for ratio in ('', '_par1_2', '_par3_8', '_par1_4', '_par1_8', '_par1_16')},
-    'incnext_s_iso_in1k': ('22M', '4.2G'), 'incnext_b_iso_in1k': ('86M', '16.8G'),
-    'metanext_attn_s_iso_in1k': ('22M', '4.6G'), 'convnext_s_iso_in1k': ('22M', '4.3G'),
-    'convnext_b_iso_in1k': ('87M', '16.9G'),
-}
 
 
 def family(config: str) -> str:
@@ -78,15 +64,6 @@ def family(config: str) -> str:
     if len(path.parts) > 1:
         return path.parts[0]
     return path.stem.split('incnext_')[0].rstrip('_') or 'incnext'
-
-
-@functools.lru_cache(maxsize=None)
-def model_index():
-    return load(str(INDEX))
-
-
-def entries() -> dict:
-    return {model.name: model for model in model_index().models}
 
 
 @functools.lru_cache(maxsize=None)
@@ -132,13 +109,6 @@ def test_results_are_the_papers_and_no_others():
         assert metrics == PAPER.get(name, {}), f'{name}: the paper\'s figures, and none invented'
         if name in PAPER:
             assert model.metadata.data['Results From'].startswith('the paper'), name
-
-
-def paper_precision(count: int, printed: str) -> str:
-    """``count`` (parameters or MACs) written as the paper writes ``printed`` (e.g. '28.0M', '22M', '4.2G')."""
-    unit = printed[-1]
-    digits = len(printed[:-1].partition('.')[2])
-    return f'{count / dict(M=1e6, G=1e9)[unit]:.{digits}f}{unit}'
 
 
 def test_sizes_are_the_papers():

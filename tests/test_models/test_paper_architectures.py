@@ -24,7 +24,7 @@ from mmengine.registry import init_default_scope
 from timm.layers import Attention, LayerNorm2d
 from timm.models.inception_next import InceptionDWConv2d as TimmInceptionDWConv2d
 from timm.models.inception_next import MetaNeXtBlock as TimmMetaNeXtBlock
-from helpers import REPO, load_config, load_tool, relative_error
+from helpers import PAPER_SIZES, REPO, entries, load_config, load_tool, paper_precision, relative_error
 
 from mmincnext.checkpoint import CheckpointError
 from mmincnext.models import InceptionNeXt, IsotropicInceptionNeXt, MetaNeXt, MetaNeXtIsotropic
@@ -583,8 +583,8 @@ def test_isotropic_upernet_trains_on_synthetic_scenes(tmp_path):
 # --- docs/paper_architectures.md ---
 def test_docs_page_shows_every_config_with_the_counted_sizes():
     """Every config of the paper's other architectures has its row, and each row's "ours" column is the model
-    index's count (get_flops', tests/test_configs/test_model_index.py) at the precision of the paper's figure beside it."""
-    import test_model_index as index
+    index's count (get_flops', tests/test_configs/test_model_index.py) at the precision of the paper's figure
+    beside it."""
     page = (REPO / 'docs' / 'paper_architectures.md').read_text(encoding='utf-8')
     size = re.compile(r'^(\d+(?:\.\d+)?[MG]) / (\d+(?:\.\d+)?G)$')
     rows = {}
@@ -598,14 +598,14 @@ def test_docs_page_shows_every_config_with_the_counted_sizes():
     folders = ('ablation', 'convnext_variants', 'isotropic')
     configs = {p.stem for folder in folders for p in (REPO / 'configs' / folder).glob('*.py')}
     assert configs <= set(rows), sorted(configs - set(rows))
-    entries = index.entries()
+    index = entries()
     for name, sizes in rows.items():
         (ours_params, ours_macs), *paper = sizes
-        meta = entries[name].metadata
+        meta = index[name].metadata
         # The paper's precision where it has the model, else as printed.
         params_format, macs_format = paper[0] if paper else (ours_params, ours_macs)
-        assert (ours_params, ours_macs) == (index.paper_precision(meta.parameters, params_format),
-                                            index.paper_precision(meta.flops, macs_format)), name
-        if name in index.PAPER_SIZES:
-            assert tuple(paper[0]) == index.PAPER_SIZES[name], name
+        assert (ours_params, ours_macs) == (paper_precision(meta.parameters, params_format),
+                                            paper_precision(meta.flops, macs_format)), name
+        if name in PAPER_SIZES:
+            assert tuple(paper[0]) == PAPER_SIZES[name], name
 

@@ -5,8 +5,8 @@ and interpreting when a kernel is decorated, i.e. when ``mmincnext.ops`` is firs
 ``TRITON_INTERPRET`` then; in a pytest process that already imported it (the backbone does) setting the variable is
 too late, and setting it for the whole session would put every Triton kernel (Inductor's too, on a GPU machine) under
 the interpreter. So the ``cpu-interpreter`` cases run in a child pytest started with ``TRITON_INTERPRET=1``
-(:func:`test_cpu_cases_run_in_a_subprocess`); ``TRITON_INTERPRET=1 pytest tests/test_ops/test_fused_mixer.py`` runs them in
-process. The ``cuda`` cases run the compiled kernels where a GPU is present.
+(:func:`test_cpu_cases_run_in_a_subprocess`); ``TRITON_INTERPRET=1 pytest tests/test_ops/test_fused_mixer.py`` runs
+them in process. The ``cuda`` cases run the compiled kernels where a GPU is present.
 
 fp32 is checked against the eager mixer run in fp64 (``atol = 1e-5 * max|ref|``, ``rtol = 1e-5``). bf16 and fp16 are
 checked per element: each output and gradient value must be a value of that dtype within half a unit in its last

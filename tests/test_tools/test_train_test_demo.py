@@ -111,7 +111,8 @@ def test_test_tool_tta_single_scale_is_the_plain_test(trained, tmp_path):
     labelled with the plain test's own predictions, it scores 100 (another view's prediction would score less)."""
     test_tool = load_tool('test')
     plain_dir = tmp_path / 'plain'
-    test_tool.main([UPERNET_T_CONFIG, str(trained['checkpoint']), '--work-dir', str(tmp_path / 'work'), '--out', str(plain_dir),
+    test_tool.main([UPERNET_T_CONFIG, str(trained['checkpoint']), '--work-dir', str(tmp_path / 'work'),
+                    '--out', str(plain_dir),
                     '--cfg-options', *trained['options']])
     data_root = tmp_path / 'ADEChallengeData2016'
     shutil.copytree(trained['data_root'] / 'images' / 'validation', data_root / 'images' / 'validation')
@@ -137,7 +138,8 @@ def test_image_demo_draws_input_prediction_truth_and_legend(trained, tmp_path):
     label_file = trained['data_root'] / 'annotations' / 'validation' / f'{image_file.stem}.png'
     out_file = tmp_path / 'demo.png'
     layout = load_tool('image_demo').main([
-        str(image_file), UPERNET_T_CONFIG, str(trained['checkpoint']), '--gt', str(label_file), '--out-file', str(out_file),
+        str(image_file), UPERNET_T_CONFIG, str(trained['checkpoint']), '--gt', str(label_file),
+        '--out-file', str(out_file),
         '--cfg-options', *trained['options']])
     panels, legend = read_demo_picture(out_file, layout)
     assert list(panels) == ['input', 'prediction', 'ground truth'] and layout['factor'] == 6
