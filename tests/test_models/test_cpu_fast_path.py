@@ -10,7 +10,8 @@ import pytest
 import torch
 from helpers import randomize_reference_state, relative_error
 
-from mmincnext.compat import ONEDNN_LINEAR_POINTWISE, onednn_linear_dtypes
+from mmincnext.compat import (CPU_FP16_AUTOCAST, DYNAMO_TRACES_PROMOTE_TYPES, ONEDNN_LINEAR_POINTWISE,
+                              onednn_linear_dtypes)
 from mmincnext.models import InceptionNeXt
 from mmincnext.models.layers import fast_paths
 from mmincnext.models.layers.fast_paths import (FusedResidualMetaNeXtBlock, GemmMetaNeXtBlock, OneDNNMetaNeXtBlock,
@@ -189,7 +190,10 @@ def test_fused_residual_drops_the_same_samples(precision):
 
 
 @pytest.mark.parametrize('cls', NEW_BLOCKS)
-@pytest.mark.parametrize('precision', ['fp16', pytest.param('bf16', marks=needs_onednn_bf16)])
+@pytest.mark.parametrize('precision', [
+    pytest.param('fp16', marks=pytest.mark.skipif(not CPU_FP16_AUTOCAST,
+                                                  reason='CPU float16 autocast needs torch >= 2.2')),
+    pytest.param('bf16', marks=needs_onednn_bf16)])
 def test_tiny_layer_scale_survives(cls, precision):
     """At its initial 1e-6 the layer scale must not be lost under autocast (float16 once turned W x 1e-6 into 0): the
     branch, here as large as the input, is measurable in the output."""
@@ -242,6 +246,8 @@ def test_backbone_picks_onednn_on_cpu_and_keeps_bf16_outputs():
         assert_within_reference_error(a.float(), b.float(), t, 'stage output')
 
 
+@pytest.mark.skipif(not DYNAMO_TRACES_PROMOTE_TYPES, reason='one graph needs a dynamo that traces torch.promote_types '
+                    '(torch >= 2.4; docs/compatibility.md)')
 def test_compiles_as_one_graph_at_inference():
     """Under torch.compile the oneDNN block hands dynamo the GEMM formula (oneDNN's fused ops have no fake-tensor
     kernels): one graph, no breaks, at inference as in training."""
