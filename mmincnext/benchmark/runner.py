@@ -159,17 +159,14 @@ def run_models(settings, recorder: Optional[Recorder] = None, deadline: Optional
     start = len(recorder.results)
     with precision_flags(settings.tf32, settings.device) as flags:
         todo = [(name, None) for name in settings.models] + [(None, path) for path in settings.configs]
+        no_fp16 = (settings.precision == 'fp16' and not settings.device.startswith('cuda') and not CPU_FP16_AUTOCAST
+                   and torch_requirement(2, 2, 'CPU float16 autocast'))
         runnable = []
-        if settings.precision == 'fp16' and not settings.device.startswith('cuda') and not CPU_FP16_AUTOCAST:
-            skip_all = torch_requirement(2, 2, 'CPU float16 autocast')
-            for name, config in todo:
-                for fmt in settings.memory_formats:
-                    recorder.add(problem(_label(name, config), fmt, None, settings, skipped=skip_all))
-            todo = []
         for name, config in todo:
-            if name is not None and triton_problem and needs_triton(name):
+            skipped = no_fp16 or (triton_problem if name is not None and needs_triton(name) else None)
+            if skipped:
                 for fmt in settings.memory_formats:
-                    recorder.add(problem(name, fmt, None, settings, skipped=triton_problem))
+                    recorder.add(problem(_label(name, config), fmt, None, settings, skipped=skipped))
             else:
                 runnable.append((name, config))
         run = _run_in_turn if settings.device.startswith('cuda') else _run_interleaved
