@@ -275,3 +275,36 @@ def paper_precision(count: int, printed: str) -> str:
     unit = printed[-1]
     digits = len(printed[:-1].partition('.')[2])
     return f'{count / dict(M=1e6, G=1e9)[unit]:.{digits}f}{unit}'
+
+
+# Classification configs run small: one step of a classifier, a child config on the embedded ImageNet-layout data.
+def classifier_train_step(model, optim_wrapper):
+    """One ``train_step`` of an mmpretrain classifier on 4 random 64x64 uint8 images labelled 0-3: its losses, and the
+    names of the parameters the step left unchanged."""
+    from mmpretrain.structures import DataSample
+    torch.manual_seed(0)
+    data = dict(inputs=[torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8) for _ in range(4)],
+                data_samples=[DataSample().set_gt_label(i) for i in range(4)])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    losses = model.train_step(data, optim_wrapper)
+    return losses, [n for n, p in model.named_parameters() if torch.equal(p, before[n])]
+
+
+def small_classification_config(tmp_path: Path, base: str, arch: dict, head_in_channels: int, model_extra: str = '',
+                                name: str = 'child.py') -> Path:
+    """A config inheriting ``configs/<base>`` as a user writes one: ``arch`` instead of the base's, the head to match
+    (``model_extra``: more of ``model``'s arguments, as config text), one epoch on the embedded ImageNet-layout data
+    (10 images, one per class, batch 4: two steps), then a validation; the rest is the base's."""
+    extra = f', {model_extra}' if model_extra else ''
+    child = tmp_path / name
+    child.write_text(f"""
+_base_ = {str(REPO / 'configs' / base)!r}
+model = dict(backbone=dict(arch=dict(_delete_=True, **{dict(arch)!r})),
+             head=dict(in_channels={head_in_channels}){extra})
+data = dict(type='SyntheticImageNet', data_root={str(tmp_path / 'data')!r}, num_train=1, num_val=1, image_size=48)
+train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False, dataset=data)
+val_dataloader = dict(batch_size=10, num_workers=0, persistent_workers=False, dataset=data)
+train_cfg = dict(max_epochs=1)
+default_hooks = dict(logger=dict(interval=1))
+""")
+    return child

@@ -24,7 +24,7 @@ from timm.data import create_transform, resolve_data_config
 from timm.loss import LabelSmoothingCrossEntropy
 from timm.utils import ModelEmaV2
 from helpers import (REPO, load_config, load_tool, randomize_reference_state, relative_error, require,
-                      require_config)
+                      require_config, small_classification_config)
 
 import mmincnext.engine.hooks as hooks_module
 from mmincnext.checkpoint import read_checkpoint
@@ -373,17 +373,8 @@ def test_config_trains_with_ema_and_evaluates_at_384(tmp_path):
     start = timm.models.inception_next.MetaNeXt(num_classes=1000, **TINY_ARCH)  # the official layout
     checkpoint = tmp_path / 'start.pth'
     torch.save(start.state_dict(), checkpoint)
-    child = tmp_path / 'incnext_small_384.py'
-    child.write_text(f"""
-_base_ = {str(REPO / 'configs' / CONFIG)!r}
-model = dict(backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r})), head=dict(in_channels=128),
-             init_cfg=dict(checkpoint={str(checkpoint)!r}))
-data = dict(type='SyntheticImageNet', data_root={str(tmp_path / 'data')!r}, num_train=1, num_val=1, image_size=48)
-train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False, dataset=data)
-val_dataloader = dict(batch_size=10, num_workers=0, persistent_workers=False, dataset=data)
-train_cfg = dict(max_epochs=1)
-default_hooks = dict(logger=dict(interval=1))
-""")
+    child = small_classification_config(tmp_path, CONFIG, TINY_ARCH, 128,
+                                        f'init_cfg=dict(checkpoint={str(checkpoint)!r})', name='incnext_small_384.py')
     runner = load_tool('train').main([str(child), '--work-dir', str(tmp_path / 'work_dir')])
 
     assert runner.iter == 2  # 10 images (one per class), batch 4, the last incomplete batch dropped

@@ -24,8 +24,8 @@ from mmengine.registry import init_default_scope
 from timm.layers import Attention, LayerNorm2d
 from timm.models.inception_next import InceptionDWConv2d as TimmInceptionDWConv2d
 from timm.models.inception_next import MetaNeXtBlock as TimmMetaNeXtBlock
-from helpers import (PAPER_SIZES, REPO, entries, load_config, load_tool, paper_precision, relative_error,
-                     require_config)
+from helpers import (PAPER_SIZES, REPO, classifier_train_step, entries, load_config, load_tool, paper_precision,
+                     relative_error, require_config, small_classification_config)
 
 from mmincnext.checkpoint import CheckpointError
 from mmincnext.models import InceptionNeXt, IsotropicInceptionNeXt, MetaNeXt, MetaNeXtIsotropic
@@ -389,15 +389,8 @@ def shrunken(cfg: Config, num_classes: int = 10) -> Config:
 def test_config_builds_and_trains_a_step(name):
     cfg = shrunken(load_config(name))
     model = build(cfg.model).train()
-    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    from mmpretrain.structures import DataSample
-    torch.manual_seed(0)
-    data = dict(inputs=[torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8) for _ in range(4)],
-                data_samples=[DataSample().set_gt_label(i) for i in range(4)])
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    losses = model.train_step(data, optim_wrapper)
+    losses, unchanged = classifier_train_step(model, build_optim_wrapper(model, cfg.optim_wrapper))
     assert torch.isfinite(losses['loss'])
-    unchanged = [n for n, p in model.named_parameters() if torch.equal(p, before[n])]
     assert not unchanged
 
 
@@ -416,18 +409,8 @@ def test_config_trains_an_epoch_with_its_ema_and_validates(name, tmp_path):
         official = randomize(OfficialConvNeXt(1000, arch.depths, arch.dims, 3,
                                               partial(OfficialPartialConv2d, conv_ratio=0.25)))
         torch.save(official.state_dict(), tmp_path / 'official.pth')
-        extra = f"init_cfg=dict(type='Pretrained', checkpoint={str(tmp_path / 'official.pth')!r}),"
-    child = tmp_path / 'child.py'
-    child.write_text(f"""
-_base_ = {str(REPO / 'configs' / name)!r}
-model = dict(backbone=dict(arch=dict(_delete_=True, **{dict(cfg.model.backbone.arch)!r})),
-             head=dict(in_channels={cfg.model.head.in_channels}), {extra})
-data = dict(type='SyntheticImageNet', data_root={str(tmp_path / 'data')!r}, num_train=1, num_val=1, image_size=48)
-train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False, dataset=data)
-val_dataloader = dict(batch_size=10, num_workers=0, persistent_workers=False, dataset=data)
-train_cfg = dict(max_epochs=1)
-default_hooks = dict(logger=dict(interval=1))
-""")
+        extra = f"init_cfg=dict(type='Pretrained', checkpoint={str(tmp_path / 'official.pth')!r})"
+    child = small_classification_config(tmp_path, name, cfg.model.backbone.arch, cfg.model.head.in_channels, extra)
     runner = load_tool('train').main([str(child), '--work-dir', str(tmp_path / 'work_dir')])
     assert runner.iter == 2  # 10 images (one per class), batch 4, the last incomplete batch dropped
     ema_hook, = [hook for hook in runner.hooks if isinstance(hook, TimmEMAHook)]
